@@ -18,6 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+cluster: $(STAMP) ## Start the local control plane (etcd, kube-apiserver, controller-manager); writes .dev/kubeconfig
+	$(BIN)/e2b-operator-cluster up --workdir .dev
+
+cluster-down: ## Stop the local control plane started by `make cluster`
+	@test ! -x $(BIN)/e2b-operator-cluster || $(BIN)/e2b-operator-cluster down --workdir .dev
+
+dev: $(STAMP) ## Run the main job: local cluster + CRDs + examples, until Ctrl-C
+	$(BIN)/python -m e2b_operator.devenv
+
+test: lint ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
+	$(BIN)/pytest
+
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench

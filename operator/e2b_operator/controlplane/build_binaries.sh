@@ -36,4 +36,4 @@ mkdir "$work/etcd" && cd "$work/etcd"
 go mod init local/etcdbin >/dev/null 2>&1
 go get "go.etcd.io/etcd/server/v3@$etcd" >/dev/null
 go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
-echo ">> built into $out"
+echo ">> built"

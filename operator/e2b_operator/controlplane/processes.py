@@ -1,0 +1,112 @@
+"""Start logged background processes and stop them by PID, also from another process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class StartupError(RuntimeError):
+    """A process did not come up; the message carries the tail of its log."""
+
+
+def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``cmd`` in its own session with output appended to ``log_path``; return its PID."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    return proc.pid
+
+
+def alive(pid: int, name: str | None = None) -> bool:
+    """True if ``pid`` runs (and its command line mentions ``name``, guarding PID reuse)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return name is None or name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+
+
+def stop(pid: int, name: str | None = None, timeout: float = 10.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL it if it is still there after ``timeout`` seconds."""
+    if not alive(pid, name):
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def wait_until(
+    check: Callable[[], bool], *, pid: int, name: str, log_path: Path, timeout: float
+) -> None:
+    """Poll ``check`` until it is true; fail early, with the log tail, if ``pid`` dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not alive(pid):
+            raise StartupError(f"{name} exited during start-up; last log lines:\n{tail(log_path)}")
+        time.sleep(0.1)
+    raise StartupError(
+        f"{name} was not ready after {timeout:.0f}s; last log lines:\n{tail(log_path)}"
+    )
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ensure_port_free(port: int, host: str = "127.0.0.1") -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"port {port} on {host} is taken ({exc.strerror}); stop what uses it "
+                f"(`ss -ltnp | grep :{port}`) or choose another port (0 picks a free one)"
+            ) from exc
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our exited child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
