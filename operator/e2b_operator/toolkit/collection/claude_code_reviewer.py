@@ -1,0 +1,366 @@
+"""Claude Code reviewer template: review source code with offline linters and score it.
+
+Input (JSON, argv[1] or stdin):
+  files            {path: content}  or  path: a directory (its *.py, *.js, *.ts, *.sh, ... files)
+  max_line_length  default 100
+  max_complexity   default 10
+  min_score        the review passes at or above this score (default 70)
+  llm              also ask Claude for a review (needs ANTHROPIC_API_KEY; default false)
+Checks: syntax (compile), unused imports and undefined names (ast), McCabe complexity,
+line length, TODO/FIXME, bare except, mutable defaults, and security patterns (eval/exec,
+shell=True, os.system, pickle/yaml loads, hardcoded secrets, private keys).
+Output: one JSON document; errors print {"error": ...} and exit 1.
+"""
+
+import ast
+import builtins
+import io
+import json
+import os
+import re
+import sys
+import tokenize
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+SOURCE_SUFFIXES = (".py", ".js", ".ts", ".sh", ".go", ".rb", ".java", ".yaml", ".yml", ".toml")
+PENALTY = {"error": 10, "warning": 3, "info": 1}
+SECRET_NAME = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.I)
+SECRET_TEXT = [
+    ("S105", re.compile(r"AKIA[0-9A-Z]{16}"), "AWS access key id"),
+    ("S105", re.compile(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----"), "private key"),
+    ("S105", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"), "Anthropic API key"),
+]
+BRANCHES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.IfExp, ast.Assert)
+BRANCHES += (ast.ExceptHandler, ast.match_case)
+TODO = re.compile(r"\b(TODO|FIXME|XXX|HACK)\b")
+BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__path__"}
+
+
+def read_config() -> dict:
+    """Parse the JSON config from argv[1], else stdin, else {}."""
+    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
+    config = json.loads(raw) if raw.strip() else {}
+    if not isinstance(config, dict):
+        raise ValueError("config must be a JSON object")
+    return config
+
+
+def finding(path: str, line: int, code: str, severity: str, message: str) -> dict:
+    return {"file": path, "line": line, "code": code, "severity": severity, "message": message}
+
+
+class Bindings(ast.NodeVisitor):
+    """Names bound anywhere in a module, imports with their lines, and names loaded."""
+
+    def __init__(self) -> None:
+        self.bound: set[str] = set()
+        self.imports: dict[str, int] = {}
+        self.loaded: list[tuple[str, int]] = []
+        self.exported: set[str] = set()
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            name = alias.asname or alias.name.split(".")[0]
+            self.bound.add(name)
+            self.imports.setdefault(name, node.lineno)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.bound.add("*")
+                continue
+            name = alias.asname or alias.name
+            self.bound.add(name)
+            if node.module != "__future__":
+                self.imports.setdefault(name, node.lineno)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.loaded.append((node.id, node.lineno))
+        else:
+            self.bound.add(node.id)
+
+    def _define(self, node: ast.AST, name: str) -> None:
+        self.bound.add(name)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._define(node, node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._define(node, node.name)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._define(node, node.arg)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.bound.add(node.name)
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.bound.update(node.names)
+
+    visit_Nonlocal = visit_Global  # type: ignore[assignment]
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.bound.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.bound.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.bound.add(node.rest)
+        self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            is_all = isinstance(target, ast.Name) and target.id == "__all__"
+            if is_all and isinstance(node.value, (ast.List, ast.Tuple)):
+                self.exported.update(
+                    e.value for e in node.value.elts if isinstance(e, ast.Constant)
+                )
+        self.generic_visit(node)
+
+
+def complexity(func: ast.AST) -> int:
+    """McCabe complexity: 1 + decision points, not counting nested functions or classes."""
+    score, stack = 1, list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, BRANCHES):
+            score += 1
+        elif isinstance(node, ast.BoolOp):
+            score += len(node.values) - 1
+        elif isinstance(node, ast.comprehension):
+            score += 1 + len(node.ifs)
+        stack.extend(ast.iter_child_nodes(node))
+    return score
+
+
+def call_name(node: ast.Call) -> str:
+    """Dotted name of a call's target, e.g. 'subprocess.run'."""
+    parts, target = [], node.func
+    while isinstance(target, ast.Attribute):
+        parts.append(target.attr)
+        target = target.value
+    if isinstance(target, ast.Name):
+        parts.append(target.id)
+    return ".".join(reversed(parts))
+
+
+def security(path: str, tree: ast.AST) -> list[dict]:
+    """Dangerous calls and hardcoded secrets."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = call_name(node)
+            keywords = {k.arg: k.value for k in node.keywords}
+            if name in ("eval", "exec"):
+                out.append(finding(path, node.lineno, "S307", "error", f"use of {name}()"))
+            elif name in ("os.system", "os.popen"):
+                out.append(finding(path, node.lineno, "S605", "error", f"shell command: {name}()"))
+            elif name in ("pickle.loads", "pickle.load", "marshal.loads"):
+                out.append(finding(path, node.lineno, "S301", "warning", f"unsafe {name}()"))
+            elif name == "yaml.load" and "Loader" not in keywords:
+                out.append(
+                    finding(path, node.lineno, "S506", "warning", "yaml.load without Loader")
+                )
+            shell = keywords.get("shell")
+            if isinstance(shell, ast.Constant) and shell.value is True:
+                out.append(finding(path, node.lineno, "S602", "error", f"{name}() with shell=True"))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            for target in targets:
+                name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", "")
+                if (
+                    SECRET_NAME.search(name)
+                    and isinstance(value, ast.Constant)
+                    and isinstance(value.value, str)
+                    and value.value
+                ):
+                    msg = f"hardcoded secret in {name}"
+                    out.append(finding(path, node.lineno, "S105", "error", msg))
+    return out
+
+
+def style(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
+    """Complexity, bare except and mutable default arguments."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            score = complexity(node)
+            if score > max_complexity:
+                msg = f"{node.name} is too complex ({score} > {max_complexity})"
+                out.append(finding(path, node.lineno, "C901", "warning", msg))
+            for default in node.args.defaults + node.args.kw_defaults:
+                if isinstance(default, (ast.List, ast.Dict, ast.Set)):
+                    msg = f"mutable default argument in {node.name}"
+                    out.append(finding(path, default.lineno, "B006", "warning", msg))
+        elif isinstance(node, ast.ExceptHandler) and node.type is None:
+            out.append(finding(path, node.lineno, "E722", "warning", "bare except"))
+    return out
+
+
+def names(path: str, tree: ast.AST) -> list[dict]:
+    """Pyflakes-style unused imports (F401) and undefined names (F821), module-wide."""
+    b = Bindings()
+    b.visit(tree)
+    used = {name for name, _ in b.loaded} | b.exported
+    out = [
+        finding(path, line, "F401", "warning", f"'{name}' imported but unused")
+        for name, line in sorted(b.imports.items(), key=lambda kv: (kv[1], kv[0]))
+        if name not in used and not path.endswith("__init__.py")
+    ]
+    if "*" not in b.bound:
+        reported = set()
+        for name, line in b.loaded:
+            if name not in b.bound and name not in BUILTINS and name not in reported:
+                reported.add(name)
+                out.append(finding(path, line, "F821", "error", f"undefined name '{name}'"))
+    return out
+
+
+def comments(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every Python comment; [] when the source does not tokenize."""
+    try:
+        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+        return [(t.start[0], t.string) for t in tokens if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return []
+
+
+def text_checks(path: str, source: str, max_len: int) -> list[dict]:
+    """Line length, TODO markers and secret patterns (any language)."""
+    out = []
+    is_python = path.endswith(".py")
+    todo_lines = comments(source) if is_python else list(enumerate(source.splitlines(), 1))
+    for line, text in todo_lines:
+        if match := TODO.search(text):
+            msg = f"{match.group(1)} left in code: {text.strip()[:80]}"
+            out.append(finding(path, line, "T101", "info", msg))
+    for number, text in enumerate(source.splitlines(), 1):
+        if len(text) > max_len:
+            msg = f"line too long ({len(text)} > {max_len})"
+            out.append(finding(path, number, "E501", "info", msg))
+        for code, pattern, what in SECRET_TEXT:
+            if pattern.search(text):
+                out.append(finding(path, number, code, "error", f"hardcoded {what}"))
+    return out
+
+
+def review_file(path: str, source: str, config: dict) -> list[dict]:
+    out = text_checks(path, source, config["max_line_length"])
+    if not path.endswith(".py"):
+        return out
+    try:
+        tree = ast.parse(compile(source, path, "exec", ast.PyCF_ONLY_AST))
+    except SyntaxError as exc:
+        return [*out, finding(path, exc.lineno or 1, "E999", "error", f"syntax error: {exc.msg}")]
+    out += names(path, tree) + style(path, tree, config["max_complexity"]) + security(path, tree)
+    return out
+
+
+def load_files(config: dict) -> dict[str, str]:
+    if "files" in config:
+        files = config["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ValueError("files must be an object of {path: content}")
+        return files
+    if "path" in config:
+        root = Path(config["path"])
+        if not root.is_dir():
+            raise ValueError(f"path {root} is not a directory")
+        return {
+            str(p.relative_to(root)): p.read_text(errors="replace")
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix in SOURCE_SUFFIXES and ".git" not in p.parts
+        }
+    raise ValueError("give files ({path: content}) or path (a directory) to review")
+
+
+def llm_review(files: dict[str, str], model: str) -> str:
+    """A free-text review by Claude (online path)."""
+    listing = "\n\n".join(f"### {p}\n```\n{c}\n```" for p, c in sorted(files.items()))
+    body = {
+        "model": model,
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": f"Review this code concisely:\n\n{listing}"}],
+    }
+    request = urllib.request.Request(
+        ANTHROPIC_URL,
+        data=json.dumps(body).encode(),
+        headers={
+            "x-api-key": os.environ["ANTHROPIC_API_KEY"],
+            "anthropic-version": "2023-06-01",
+            "content-type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        reply = json.load(response)
+    return "".join(part.get("text", "") for part in reply["content"])
+
+
+def score_of(findings: list[dict]) -> int:
+    return max(0, 100 - sum(PENALTY[f["severity"]] for f in findings))
+
+
+def run(config: dict) -> dict:
+    files = load_files(config)
+    settings = {
+        "max_line_length": int(config.get("max_line_length", 100)),
+        "max_complexity": int(config.get("max_complexity", 10)),
+    }
+    min_score = int(config.get("min_score", 70))
+    per_file, findings = {}, []
+    for path in sorted(files):
+        found = sorted(
+            review_file(path, files[path], settings), key=lambda f: (f["line"], f["code"])
+        )
+        findings += found
+        per_file[path] = {"findings": len(found), "score": score_of(found)}
+    score = score_of(findings)
+    result = {
+        "template": "claude_code_reviewer",
+        "files_reviewed": len(files),
+        "linters": ["syntax", "pyflakes", "mccabe", "pycodestyle", "bugbear", "security", "todo"],
+        "settings": {**settings, "min_score": min_score},
+        "score": score,
+        "passed": score >= min_score,
+        "summary": {
+            "by_severity": dict(sorted(Counter(f["severity"] for f in findings).items())),
+            "by_code": dict(sorted(Counter(f["code"] for f in findings).items())),
+        },
+        "files": per_file,
+        "findings": findings,
+    }
+    if config.get("llm") and os.environ.get("ANTHROPIC_API_KEY"):
+        model = config.get("model", os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-5"))
+        result["llm_review"] = llm_review(files, model)
+    return result
+
+
+def main() -> int:
+    try:
+        result = run(read_config())
+    except (ValueError, TypeError, OSError) as exc:
+        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
