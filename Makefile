@@ -30,6 +30,9 @@ dev: $(STAMP) ## Run the main job: local cluster + CRDs + examples, until Ctrl-C
 test: lint ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 	$(BIN)/pytest
 
+crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models
+	$(BIN)/python -m e2b_operator.api.crds crds
+
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench

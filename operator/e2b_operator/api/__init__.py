@@ -1,0 +1,74 @@
+"""The e2b.dev/v1alpha1 API: pydantic models (the source of truth), CRD generation, validation."""
+
+from .base import K8sModel, plain
+from .crdgen import API_VERSION, GROUP, KINDS, VERSION, crd, kind, openapi_schema
+from .deployment import (
+    E2BDeployment,
+    E2BDeploymentSpec,
+    E2BDeploymentStatus,
+    HealthCheck,
+    RollingUpdate,
+    SandboxStatus,
+    Strategy,
+    ready_text,
+    selector_for,
+)
+from .meta import Condition, EnvVar, EnvVarSource, ObjectRef, SecretKeySelector, TemplateEnvVar
+from .rules import Rule
+from .template import (
+    ClaudeCodeConfig,
+    ClaudeFlowConfig,
+    E2BTemplate,
+    E2BTemplateSpec,
+    E2BTemplateStatus,
+    Hooks,
+    Requirements,
+    Runtime,
+    TemplateFiles,
+    TemplateType,
+    TradingAgentConfig,
+)
+from .validation import InvalidObject, problems, spec_problems, validate
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "ClaudeCodeConfig",
+    "ClaudeFlowConfig",
+    "Condition",
+    "E2BDeployment",
+    "E2BDeploymentSpec",
+    "E2BDeploymentStatus",
+    "E2BTemplate",
+    "E2BTemplateSpec",
+    "E2BTemplateStatus",
+    "EnvVar",
+    "EnvVarSource",
+    "HealthCheck",
+    "Hooks",
+    "InvalidObject",
+    "K8sModel",
+    "ObjectRef",
+    "Requirements",
+    "RollingUpdate",
+    "Rule",
+    "Runtime",
+    "SandboxStatus",
+    "SecretKeySelector",
+    "Strategy",
+    "TemplateEnvVar",
+    "TemplateFiles",
+    "TemplateType",
+    "TradingAgentConfig",
+    "crd",
+    "kind",
+    "openapi_schema",
+    "plain",
+    "problems",
+    "ready_text",
+    "selector_for",
+    "spec_problems",
+    "validate",
+]

@@ -1,0 +1,182 @@
+"""E2BDeployment: N sandboxes from one E2BTemplate, rolled and health-checked like a Deployment."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import K8sModel, StatusModel
+from .meta import MAX_ENV, Conditions, EnvVar, ListMap, ObjectRef, Timestamp
+from .rules import Rule, validations
+
+SELECTOR_LABEL = "e2b.dev/deployment"
+
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")],
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 0,
+            "pattern": r"^(100|[1-9]?[0-9])%$",
+        }
+    ),
+]
+"""A count (>= 0) or a percentage of replicas such as 25%."""
+
+
+@validations(
+    Rule(
+        "!(string(self.maxUnavailable) in ['0', '0%'] && string(self.maxSurge) in ['0', '0%'])",
+        "maxUnavailable and maxSurge must not both be 0: the rollout could never make progress",
+    )
+)
+class RollingUpdate(K8sModel):
+    """How many sandboxes may be missing or extra while a rollout replaces them."""
+
+    max_unavailable: IntOrPercent = "25%"
+    """Sandboxes that may be unavailable during a rollout: a count or a percentage (floor)."""
+    max_surge: IntOrPercent = "25%"
+    """Sandboxes created above replicas during a rollout: a count or a percentage (rounded up)."""
+
+
+class Strategy(K8sModel):
+    """How sandboxes are replaced when the template or spec changes."""
+
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    """RollingUpdate replaces sandboxes gradually; Recreate stops all before starting new ones."""
+    rolling_update: RollingUpdate = Field(default_factory=RollingUpdate)
+    """Rolling update bounds; used when type is RollingUpdate."""
+
+
+@validations(
+    Rule(
+        "self.timeoutSeconds <= self.intervalSeconds",
+        "healthCheck.timeoutSeconds must not exceed intervalSeconds",
+        field_path=".timeoutSeconds",
+    )
+)
+class HealthCheck(K8sModel):
+    """Periodic sandbox health checks (the template's hooks.healthCheck, or liveness)."""
+
+    interval_seconds: int = Field(default=30, ge=5, le=3600)
+    """Seconds between checks (5-3600)."""
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    """Consecutive failures before a sandbox is replaced (1-100)."""
+    timeout_seconds: int = Field(default=10, ge=1, le=300)
+    """Seconds before one check counts as failed (1-300)."""
+
+
+@validations(
+    Rule(
+        "!has(self.instanceConfigs) || !has(self.shardBy)",
+        "instanceConfigs and shardBy are mutually exclusive: list per-instance configs"
+        " or shard one list-valued config key, not both",
+        field_path=".shardBy",
+        reason="FieldValueForbidden",
+    )
+)
+class E2BDeploymentSpec(K8sModel):
+    """Desired state of an E2BDeployment."""
+
+    template_ref: ObjectRef
+    """The E2BTemplate (same namespace) every sandbox is created from."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Number of sandboxes (0-1000); scalable with kubectl scale."""
+    env: Annotated[list[EnvVar], ListMap("name")] = Field(default_factory=list, max_length=MAX_ENV)
+    """Environment variables for every sandbox; names must be unique."""
+    config: dict[str, Any] | None = None
+    """JSON configuration given to every instance."""
+    instance_configs: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    """Per-instance configuration merged over config: item i goes to instance i;
+    instances beyond the list get config alone."""
+    shard_by: str | None = Field(default=None, min_length=1, max_length=253)
+    """Key of a list in config whose items are dealt round-robin across instances,
+    e.g. symbols: [AAPL, MSFT, GOOG] over 2 instances gives [AAPL, GOOG] and [MSFT]."""
+    timeout_seconds: int = Field(default=300, ge=1, le=86400)
+    """Sandbox timeout in seconds (1-86400); the operator keeps healthy sandboxes alive."""
+    paused: bool = False
+    """Stop reconciling: no sandboxes are created, replaced or deleted while true."""
+    strategy: Strategy = Field(default_factory=Strategy)
+    """How sandboxes are replaced on change."""
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    """Health checking of running sandboxes."""
+
+
+SandboxPhase = Literal["Pending", "Creating", "Running", "Unhealthy", "Terminating", "Failed"]
+
+
+class SandboxStatus(StatusModel):
+    """One sandbox instance of the deployment."""
+
+    index: int = Field(ge=0, le=100000)
+    """Instance index; selects the per-instance config."""
+    sandbox_id: str | None = Field(default=None, max_length=253, alias="sandboxID")
+    """E2B sandbox ID."""
+    phase: SandboxPhase = "Pending"
+    """Pending, Creating, Running, Unhealthy, Terminating or Failed."""
+    healthy: bool | None = None
+    """Result of the last health check."""
+    template_hash: str | None = Field(default=None, max_length=128)
+    """Hash of the template and instance spec the sandbox was created from."""
+    started_at: Timestamp | None = None
+    """When the sandbox was created."""
+    last_health_transition_time: Timestamp | None = None
+    """When healthy last changed."""
+    consecutive_failures: int = Field(default=0, ge=0)
+    """Health check failures in a row."""
+    message: str | None = Field(default=None, max_length=1024)
+    """Last error or state detail."""
+
+
+DeploymentPhase = Literal["Pending", "Progressing", "Available", "Degraded", "Paused", "Failed"]
+
+
+class E2BDeploymentStatus(StatusModel):
+    """Observed state of an E2BDeployment, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation last reconciled."""
+    phase: DeploymentPhase | None = None
+    """Pending, Progressing, Available, Degraded, Paused or Failed."""
+    replicas: int = Field(default=0, ge=0)
+    """Sandboxes that exist (the scale subresource's status replicas)."""
+    ready_replicas: int = Field(default=0, ge=0)
+    """Sandboxes that are running and healthy."""
+    updated_replicas: int = Field(default=0, ge=0)
+    """Sandboxes created from the current template and spec."""
+    available_replicas: int = Field(default=0, ge=0)
+    """Ready sandboxes counted as available to serve."""
+    ready: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]+/[0-9]+$")
+    """readyReplicas/replicas as text for the READY column, e.g. 2/3."""
+    selector: str | None = Field(default=None, max_length=1024)
+    """Label selector of the deployment's objects, for the scale subresource."""
+    template_id: str | None = Field(default=None, max_length=253, alias="templateID")
+    """E2B template ID the current sandboxes are created from."""
+    conditions: Conditions = Field(default_factory=list)
+    """Ready, Reconciling, Stalled and Progressing conditions."""
+    sandboxes: Annotated[list[SandboxStatus], ListMap("index")] = Field(
+        default_factory=list, max_length=1000
+    )
+    """Per-sandbox state, keyed by index."""
+
+
+def selector_for(name: str) -> str:
+    """status.selector value for a deployment named `name`."""
+    return f"{SELECTOR_LABEL}={name}"
+
+
+def ready_text(ready: int, desired: int) -> str:
+    """status.ready value for the READY printer column."""
+    return f"{ready}/{desired}"
+
+
+class E2BDeployment(K8sModel):
+    """A set of E2B sandboxes created from one E2BTemplate."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["e2b.dev/v1alpha1"] = "e2b.dev/v1alpha1"
+    kind: Literal["E2BDeployment"] = "E2BDeployment"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: E2BDeploymentSpec
+    status: E2BDeploymentStatus | None = None
