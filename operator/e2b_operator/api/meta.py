@@ -44,15 +44,15 @@ class ListMap:
         return schema
 
 
-def duplicates(items: list[Any], keys: list[str]) -> list[tuple[Any, ...]]:
-    """Key tuples that occur more than once in a list-map (what the apiserver rejects)."""
+def duplicates(items: list[Any], keys: list[str]) -> list[tuple[int, tuple[Any, ...]]]:
+    """(index, key) of list-map items repeating an earlier key; the apiserver rejects them."""
     seen: set[tuple[Any, ...]] = set()
-    dup: list[tuple[Any, ...]] = []
-    for item in items:
+    dup: list[tuple[int, tuple[Any, ...]]] = []
+    for i, item in enumerate(items):
         if isinstance(item, dict):
             key = tuple(item.get(k) for k in keys)
-            if key in seen and key not in dup:
-                dup.append(key)
+            if key in seen:
+                dup.append((i, key))
             seen.add(key)
     return dup
 

@@ -103,9 +103,9 @@ def rule_problems(schema: dict[str, Any], value: Any, path: str) -> list[str]:
     elif isinstance(value, list) and "items" in schema:
         if schema.get("x-kubernetes-list-type") == "map":
             keys = schema["x-kubernetes-list-map-keys"]
-            for dup in duplicates(value, keys):
+            for i, dup in duplicates(value, keys):
                 shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, dup, strict=True))
-                out.append(f"{path}: duplicate entries with {shown}; each must be unique")
+                out.append(f"{path}[{i}]: duplicate entry {shown}; {'/'.join(keys)} must be unique")
         for i, item in enumerate(value):
             out += rule_problems(schema["items"], item, f"{path}[{i}]")
     return out
