@@ -1,0 +1,484 @@
+"""Templates: records, build execution (COPY/ENV/RUN/WORKDIR/USER into an overlay layer), cache.
+
+A build runs in a build sandbox (with host network, for pip/npm/apt) whose overlay upper dir
+is the new template layer. Base images map onto the host root filesystem: python, node,
+debian, ubuntu and e2bdev/base images use the host's Debian userland and interpreters; other
+distributions (alpine, fedora, arch, bun, private registries) are refused with a build error.
+Layers are cached by the content hash of (parent, steps with file hashes, start/ready cmd)
+and saved as tarballs under <state>/templates so templates survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .isolation import HostCaps
+from .sandbox import SandboxRuntime
+
+log = logging.getLogger("e2b_local.builds")
+
+HOST_BASES = ("python", "node", "debian", "ubuntu", "e2bdev/base", "e2bdev/code-interpreter")
+DEFAULT_CPU = 2
+DEFAULT_MEMORY_MB = 1024
+READY_POLL_S = 0.5
+READY_TIMEOUT_S = 600.0
+
+
+class BuildError(Exception):
+    def __init__(self, message: str, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class NotFound(Exception):
+    pass
+
+
+def _ts() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class BuildRecord:
+    build_id: str
+    template_id: str
+    status: str = "waiting"
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    reason: dict[str, Any] | None = None
+
+    def log(self, message: str, level: str = "info", step: str | None = None) -> None:
+        entry: dict[str, Any] = {"timestamp": _ts(), "level": level, "message": message}
+        if step is not None:
+            entry["step"] = step
+        self.logs.append(entry)
+
+
+@dataclass
+class TemplateRecord:
+    template_id: str
+    names: list[str]
+    tags: list[str] = field(default_factory=lambda: ["default"])
+    cpu_count: int = DEFAULT_CPU
+    memory_mb: int = DEFAULT_MEMORY_MB
+    layers: list[str] = field(default_factory=list)
+    envs: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    user: str = "user"
+    start_cmd: str | None = None
+    ready_cmd: str | None = None
+    build_id: str = ""
+    build_status: str = "waiting"
+    created_at: str = field(default_factory=_ts)
+    updated_at: str = field(default_factory=_ts)
+    spawn_count: int = 0
+    last_spawned_at: Any = None
+    build_count: int = 0
+    builds: dict[str, BuildRecord] = field(default_factory=dict, repr=False)
+
+
+class TemplateStore:
+    """Template registry, uploaded build files and the build runner."""
+
+    def __init__(self, state_dir: Path, caps: HostCaps) -> None:
+        self.state_dir = state_dir
+        self.caps = caps
+        self.files_dir = state_dir / "files"
+        self.saved_dir = state_dir / "templates"
+        for d in (self.files_dir, self.saved_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.templates: dict[str, TemplateRecord] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.run_dir = state_dir / "run"
+        self.mask = self.run_dir / "mask"
+        base = TemplateRecord("base", names=["base"], build_id="base", build_status="ready")
+        self.templates["base"] = base
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def attach(self, run_dir: Path, mask: Path) -> None:
+        """Restore saved templates into the (fresh) layer filesystem."""
+        self.run_dir, self.mask = run_dir, mask
+        (run_dir / "templates").mkdir(exist_ok=True)
+        index = self.saved_dir / "index.json"
+        if not index.exists():
+            return
+        for raw in json.loads(index.read_text()):
+            rec = TemplateRecord(**{k: v for k, v in raw.items() if k != "builds"})
+            try:
+                for key in rec.layers:
+                    self._restore_layer(key)
+            except (OSError, subprocess.CalledProcessError) as e:
+                log.warning("dropping template %s: its layer is unusable (%s)", rec.template_id, e)
+                continue
+            build = BuildRecord(rec.build_id, rec.template_id, status="ready")
+            build.log("restored from a previous run")
+            rec.builds = {rec.build_id: build}
+            self.templates[rec.template_id] = rec
+
+    def _save(self) -> None:
+        out = []
+        for rec in self.templates.values():
+            if rec.template_id != "base" and rec.build_status == "ready":
+                d = asdict(rec)
+                d.pop("builds")
+                out.append(d)
+        (self.saved_dir / "index.json").write_text(json.dumps(out, indent=1, default=str))
+
+    def layer_dir(self, key: str) -> Path:
+        return self.run_dir / "templates" / key
+
+    def _restore_layer(self, key: str) -> None:
+        target = self.layer_dir(key)
+        if target.exists():
+            return
+        target.mkdir(parents=True)
+        subprocess.run(
+            [
+                "tar",
+                "--xattrs",
+                "--xattrs-include=trusted.*",
+                "-C",
+                str(target),
+                "-xpf",
+                str(self.saved_dir / f"{key}.tar"),
+            ],
+            check=True,
+        )
+
+    def lowers(self, rec: TemplateRecord) -> list[str]:
+        return [str(self.layer_dir(k)) for k in rec.layers] + [str(self.mask), "/"]
+
+    def resolve(self, ref: str) -> tuple[TemplateRecord, str | None]:
+        """Find a ready template by ID, name or alias (an optional `:tag` is ignored)."""
+        from .runtime import ApiError
+
+        name = ref.split(":", 1)[0] if "/" not in ref else ref
+        rec = self.templates.get(name) or next(
+            (t for t in self.templates.values() if name in t.names), None
+        )
+        if rec is None or rec.build_status != "ready":
+            raise ApiError(404, f"template '{ref}' not found")
+        return rec, name if name != rec.template_id else None
+
+    def find(self, ref: str) -> TemplateRecord:
+        rec = self.templates.get(ref) or next(
+            (t for t in self.templates.values() if ref in t.names), None
+        )
+        if rec is None:
+            raise NotFound(ref)
+        return rec
+
+    def request_build(
+        self, name: str, tags: list[str] | None, cpu: int | None, mem: int | None
+    ) -> tuple[TemplateRecord, BuildRecord]:
+        name, _, tag = name.partition(":")
+        try:
+            rec = self.find(name)
+            if rec.template_id == "base":
+                raise BuildError("the name 'base' is reserved")
+        except NotFound:
+            rec = TemplateRecord(secrets.token_hex(10), names=[name], build_status="waiting")
+            self.templates[rec.template_id] = rec
+        rec.tags = tags or ([tag] if tag else ["default"])
+        rec.cpu_count = cpu or DEFAULT_CPU
+        rec.memory_mb = mem or DEFAULT_MEMORY_MB
+        build = BuildRecord(secrets.token_hex(10), rec.template_id)
+        rec.builds[build.build_id] = build
+        rec.build_count += 1
+        if rec.build_status != "ready":
+            rec.build_id = build.build_id
+        return rec, build
+
+    def delete(self, template_id: str, in_use: set[str]) -> None:
+        rec = self.find(template_id)
+        if rec.template_id == "base":
+            raise BuildError("the base template cannot be deleted")
+        del self.templates[rec.template_id]
+        self._save()
+        used = {k for t in self.templates.values() for k in t.layers} | in_use
+        for key in rec.layers:
+            if key not in used:
+                shutil.rmtree(self.layer_dir(key), ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    (self.saved_dir / f"{key}.tar").unlink()
+
+    def file_path(self, files_hash: str) -> Path:
+        if not files_hash.isalnum():
+            raise BuildError(f"bad files hash {files_hash!r}")
+        return self.files_dir / f"{files_hash}.tar"
+
+    # -- building ---------------------------------------------------------------------------
+
+    def start_build(self, rec: TemplateRecord, build: BuildRecord, spec: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._build(rec, build, spec))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def shutdown(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _parent(self, spec: dict[str, Any]) -> TemplateRecord:
+        if spec.get("fromTemplate"):
+            try:
+                return self.resolve(spec["fromTemplate"])[0]
+            except Exception as e:
+                raise BuildError(f"base template '{spec['fromTemplate']}' not found") from e
+        image = spec.get("fromImage") or "e2bdev/base"
+        if spec.get("fromImageRegistry"):
+            raise BuildError("private registries are not emulated by e2b-local")
+        repo = image.split("@")[0].rsplit(":", 1)[0].removeprefix("docker.io/")
+        repo = repo.removeprefix("library/")
+        if not any(repo == b or repo.startswith(b + "/") for b in HOST_BASES):
+            raise BuildError(
+                f"base image '{image}' is not emulated: e2b-local maps only python, node, "
+                "debian, ubuntu and e2bdev/base images onto the host's Debian root filesystem"
+            )
+        return self.templates["base"]
+
+    def _cache_key(self, parent: TemplateRecord, spec: dict[str, Any]) -> str:
+        steps = [
+            {"type": s.get("type"), "args": s.get("args"), "filesHash": s.get("filesHash")}
+            for s in spec.get("steps") or []
+        ]
+        payload = {
+            "parent": parent.layers,
+            "steps": steps,
+            "start": spec.get("startCmd"),
+            "ready": spec.get("readyCmd"),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    async def _build(self, rec: TemplateRecord, build: BuildRecord, spec: dict[str, Any]) -> None:
+        build.status = "building"
+        t0 = time.monotonic()
+        try:
+            parent = self._parent(spec)
+            key = self._cache_key(parent, spec)
+            force = bool(spec.get("force")) or any(s.get("force") for s in spec.get("steps") or [])
+            state = {"envs": dict(parent.envs), "workdir": parent.workdir, "user": parent.user}
+            cached = self.layer_dir(key).exists() and (self.saved_dir / f"{key}.tar").exists()
+            if cached and not force:
+                build.log(f"CACHED layer {key}: all steps unchanged")
+                for s in spec.get("steps") or []:
+                    self._apply_meta(s, state)
+            else:
+                shutil.rmtree(self.layer_dir(key), ignore_errors=True)
+                await self._run_steps(rec, build, spec, parent, key, state)
+            rec.layers = [key, *parent.layers]
+            rec.envs, rec.workdir, rec.user = state["envs"], state["workdir"], state["user"]
+            rec.start_cmd = spec.get("startCmd") or parent.start_cmd
+            rec.ready_cmd = spec.get("readyCmd") or parent.ready_cmd
+            if rec.start_cmd and not rec.ready_cmd:
+                rec.ready_cmd = "sleep 20"
+            rec.build_id = build.build_id
+            rec.build_status = "ready"
+            rec.updated_at = _ts()
+            build.status = "ready"
+            build.log(f"Build finished in {time.monotonic() - t0:.1f}s")
+            self._save()
+        except asyncio.CancelledError:
+            build.status = "error"
+            build.reason = {"message": "build cancelled: server shutting down"}
+            raise
+        except Exception as e:
+            step = e.step if isinstance(e, BuildError) else None
+            build.log(f"Build failed: {e}", "error", step)
+            build.status = "error"
+            build.reason = {"message": str(e)}
+            if step is not None:
+                build.reason["step"] = step
+            if rec.build_status != "ready":
+                rec.build_status = "error"
+
+    @staticmethod
+    def _apply_meta(step: dict[str, Any], state: dict[str, Any]) -> bool:
+        """Apply ENV/WORKDIR/USER to the build state; True if the step is metadata only."""
+        kind, args = step.get("type"), list(step.get("args") or [])
+        if kind == "ENV":
+            state["envs"].update(dict(zip(args[0::2], args[1::2], strict=False)))
+            return True
+        if kind == "USER":
+            state["user"] = args[0]
+            return True
+        if kind == "WORKDIR":
+            state["workdir"] = args[0]
+        return False
+
+    async def _run_steps(
+        self,
+        rec: TemplateRecord,
+        build: BuildRecord,
+        spec: dict[str, Any],
+        parent: TemplateRecord,
+        key: str,
+        state: dict[str, Any],
+    ) -> None:
+        layer = self.layer_dir(key)
+        sbx = SandboxRuntime(
+            "b" + build.build_id,
+            self.caps,
+            self.run_dir,
+            self.lowers(parent),
+            internet=True,
+            memory_mb=max(rec.memory_mb, 2048),
+            cpu_count=rec.cpu_count,
+            upper=layer,
+        )
+        try:
+            await sbx.start()
+            steps = spec.get("steps") or []
+            for i, step in enumerate(steps, 1):
+                label = str(i)
+                kind, args = step.get("type"), list(step.get("args") or [])
+                build.log(f"[{i}/{len(steps)}] {kind} {' '.join(map(str, args))}", step=label)
+                if self._apply_meta(step, state) and kind != "WORKDIR":
+                    continue
+                if kind == "WORKDIR":
+                    script = f"mkdir -p {shlex.quote(args[0])}"
+                    await self._exec(sbx, build, label, script, "root", state)
+                elif kind == "RUN":
+                    user = args[1] if len(args) > 1 and args[1] else state["user"]
+                    await self._exec(sbx, build, label, args[0], user, state)
+                elif kind == "COPY":
+                    await self._copy(sbx, build, label, step, args, state)
+                else:
+                    raise BuildError(f"step {i}: unsupported instruction {kind}", label)
+            if spec.get("startCmd"):
+                await self._start_ready(sbx, build, spec, state)
+        finally:
+            await sbx.destroy()
+        await asyncio.get_running_loop().run_in_executor(None, self._persist_layer, key)
+
+    async def _exec(
+        self,
+        sbx: SandboxRuntime,
+        build: BuildRecord,
+        label: str,
+        script: str,
+        user: str,
+        state: dict[str, Any],
+        stdin_fd: int | None = None,
+    ) -> None:
+        try:
+            u = sbx.user(user)
+        except KeyError as e:
+            raise BuildError(f"step {label}: unknown user '{user}'", label) from e
+        lines: list[str] = []
+
+        def out(line: str) -> None:
+            lines.append(line)
+            build.log(line, step=label)
+
+        workdir = state["workdir"]
+        rc = await sbx.run(script, u, state["envs"], workdir, on_output=out, stdin_fd=stdin_fd)
+        if rc != 0:
+            tail = "\n".join(lines[-30:])
+            raise BuildError(
+                f"step {label} failed: '{script}' exited with code {rc}:\n{tail}", label
+            )
+
+    async def _copy(
+        self,
+        sbx: SandboxRuntime,
+        build: BuildRecord,
+        label: str,
+        step: dict[str, Any],
+        args: list[str],
+        state: dict[str, Any],
+    ) -> None:
+        src, dest = args[0], args[1]
+        owner = args[2] if len(args) > 2 and args[2] else None
+        mode = args[3] if len(args) > 3 and args[3] else None
+        path = self.file_path(step.get("filesHash") or "")
+        if not path.exists():
+            raise BuildError(f"step {label}: files for COPY {src} were not uploaded", label)
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        fd = os.open(path, os.O_RDONLY)
+        dest_q = shlex.quote(dest)
+        script = f"""set -e; shopt -s globstar dotglob nullglob
+tmp=$(mktemp -d); tar -x{"z" if gz else ""}f - -C "$tmp" --no-same-owner
+cd "$tmp"; matches=({_glob_quote(src)})
+[ ${{#matches[@]}} -gt 0 ] || {{ echo "COPY: no file matches {src}"; exit 1; }}
+if [ ${{#matches[@]}} -eq 1 ] && [ -f "${{matches[0]}}" ] && [[ {dest_q} != */ ]]; then
+  mkdir -p "$(dirname {dest_q})"; cp -a "${{matches[0]}}" {dest_q}; targets=({dest_q})
+else
+  mkdir -p {dest_q}; targets=()
+  for m in "${{matches[@]}}"; do
+    if [ -d "$m" ]; then cp -a "$m/." {dest_q}/; else cp -a "$m" {dest_q}/; fi
+  done
+  targets=({dest_q})
+fi
+{f'chown -R {shlex.quote(owner)} "${{targets[@]}}"' if owner else ""}
+{f'chmod -R {shlex.quote(mode)} "${{targets[@]}}"' if mode else ""}
+rm -rf "$tmp"
+"""
+        try:
+            await self._exec(sbx, build, label, script, "root", state, stdin_fd=fd)
+        finally:
+            os.close(fd)
+
+    async def _start_ready(
+        self, sbx: SandboxRuntime, build: BuildRecord, spec: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        start, ready = spec["startCmd"], spec.get("readyCmd") or "sleep 20"
+        user = sbx.user(state["user"])
+        build.log(f"Running start command: {start}")
+        proc = await sbx.spawn(
+            "/bin/bash", ["-l", "-c", start], state["envs"], state["workdir"], user
+        )
+        q: asyncio.Queue = asyncio.Queue()
+        proc.subscribers.append(q)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        build.log(f"Waiting for ready command: {ready}")
+        while True:
+            rc = await sbx.run(ready, user, state["envs"], state["workdir"], timeout=60)
+            while not q.empty():
+                kind, data = q.get_nowait()
+                if kind in ("stdout", "stderr"):
+                    build.log(data.decode(errors="replace").rstrip())
+            if rc == 0:
+                build.log("Template is ready")
+                return
+            if time.monotonic() > deadline:
+                raise BuildError(f"ready command '{ready}' did not succeed within the build")
+            await asyncio.sleep(READY_POLL_S)
+
+    def _persist_layer(self, key: str) -> None:
+        subprocess.run(
+            [
+                "tar",
+                "--xattrs",
+                "--xattrs-include=trusted.*",
+                "-C",
+                str(self.layer_dir(key)),
+                "-cf",
+                str(self.saved_dir / f"{key}.tar"),
+                ".",
+            ],
+            check=True,
+        )
+
+
+def _glob_quote(pattern: str) -> str:
+    """Quote a glob for bash, keeping *, ? and [...] active."""
+    out = []
+    for ch in pattern:
+        out.append(ch if ch in "*?[]" else shlex.quote(ch) if not ch.isalnum() else ch)
+    return "".join(out)

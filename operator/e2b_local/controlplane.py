@@ -1,0 +1,389 @@
+"""E2B control-plane REST routes (sandboxes and templates) as SDK 2.63 calls them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from e2b.api.client import models as m
+from e2b.api.client.types import UNSET
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .builds import BuildError, NotFound, TemplateRecord
+from .runtime import DEFAULT_TIMEOUT_S, ENVD_VERSION, ApiError, Runtime, SandboxRecord
+
+IDEMPOTENCY_RE = re.compile(r"^[a-z0-9-]{1,255}$")
+UPLOAD_PREFIX = "/_e2b_local/uploads/"
+
+
+def _dt(v: Any) -> datetime:
+    return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+
+
+def sandbox_json(s: SandboxRecord) -> dict[str, Any]:
+    return m.Sandbox(
+        template_id=s.template.template_id,
+        sandbox_id=s.sandbox_id,
+        client_id="e2b-local",
+        envd_version=ENVD_VERSION,
+        alias=s.alias or UNSET,
+        envd_access_token=s.access_token,
+        domain=None,
+    ).to_dict()
+
+
+def _listed(s: SandboxRecord) -> dict[str, Any]:
+    return m.ListedSandbox(
+        template_id=s.template.template_id,
+        sandbox_id=s.sandbox_id,
+        client_id="e2b-local",
+        started_at=s.started_at,
+        end_at=s.end_at,
+        cpu_count=s.cpu_count,
+        memory_mb=s.memory_mb,
+        disk_size_mb=0,
+        state=m.SandboxState(s.state),
+        envd_version=ENVD_VERSION,
+        alias=s.alias or UNSET,
+        metadata=s.metadata,
+    ).to_dict()
+
+
+def _detail(s: SandboxRecord) -> dict[str, Any]:
+    return m.SandboxDetail(
+        template_id=s.template.template_id,
+        sandbox_id=s.sandbox_id,
+        client_id="e2b-local",
+        started_at=s.started_at,
+        end_at=s.end_at,
+        envd_version=ENVD_VERSION,
+        cpu_count=s.cpu_count,
+        memory_mb=s.memory_mb,
+        disk_size_mb=0,
+        state=m.SandboxState(s.state),
+        alias=s.alias or UNSET,
+        envd_access_token=s.access_token,
+        allow_internet_access=s.allow_internet,
+        domain=None,
+        metadata=s.metadata,
+        lifecycle=m.SandboxLifecycle(
+            auto_resume=s.auto_resume,
+            on_timeout=m.SandboxOnTimeout("pause" if s.auto_pause else "kill"),
+        ),
+    ).to_dict()
+
+
+def _template_json(t: TemplateRecord) -> dict[str, Any]:
+    return m.Template(
+        template_id=t.template_id,
+        build_id=t.build_id,
+        cpu_count=t.cpu_count,
+        memory_mb=t.memory_mb,
+        disk_size_mb=0,
+        public=False,
+        aliases=t.names,
+        names=t.names,
+        created_at=_dt(t.created_at),
+        updated_at=_dt(t.updated_at),
+        created_by=None,
+        last_spawned_at=_dt(t.last_spawned_at) if t.last_spawned_at else None,
+        spawn_count=t.spawn_count,
+        build_count=t.build_count,
+        envd_version=ENVD_VERSION,
+        build_status=m.TemplateBuildStatus(t.build_status),
+    ).to_dict()
+
+
+def error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=code, headers=headers)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise ApiError(400, f"invalid JSON body: {e}") from e
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _str_map(v: Any, what: str) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise ApiError(400, f"{what} must be an object of strings")
+    return dict(v)
+
+
+def _timeout(v: Any, default: int | None) -> int | None:
+    if v is None:
+        return default
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ApiError(400, "timeout must be an integer number of seconds")
+    return v
+
+
+class ControlPlane:
+    """Route handlers bound to a Runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/sandboxes", self.create, methods=["POST"]),
+            Route("/sandboxes", self.create, methods=["POST"]),
+            Route("/v2/sandboxes", self.list_v2, methods=["GET"]),
+            Route("/sandboxes", self.list_running, methods=["GET"]),
+            Route("/sandboxes/{sid}", self.get, methods=["GET"]),
+            Route("/sandboxes/{sid}", self.kill, methods=["DELETE"]),
+            Route("/sandboxes/{sid}/timeout", self.set_timeout, methods=["POST"]),
+            Route("/sandboxes/{sid}/refreshes", self.refresh, methods=["POST"]),
+            Route("/sandboxes/{sid}/pause", self.pause, methods=["POST"]),
+            Route("/v2/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
+            Route("/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
+            Route("/sandboxes/{sid}/resume", self.connect, methods=["POST"]),
+            Route("/v3/templates", self.template_request, methods=["POST"]),
+            Route("/templates/{tid}/files/{hash}", self.files_link, methods=["GET"]),
+            Route("/v2/templates/{tid}/builds/{bid}", self.build_start, methods=["POST"]),
+            Route("/templates/{tid}/builds/{bid}/status", self.build_status, methods=["GET"]),
+            Route("/templates/{tid}/builds/{bid}/logs", self.build_status, methods=["GET"]),
+            Route("/v2/templates", self.templates_list, methods=["GET"]),
+            Route("/templates", self.templates_list, methods=["GET"]),
+            Route("/templates/aliases/{alias:path}", self.alias, methods=["GET"]),
+            Route("/templates/{tid}", self.template_get, methods=["GET"]),
+            Route("/templates/{tid}", self.template_delete, methods=["DELETE"]),
+        ]
+
+    # -- sandboxes --------------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        body = await _body(request)
+        template = body.get("templateID")
+        if not isinstance(template, str) or not template:
+            raise ApiError(400, "templateID is required")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not IDEMPOTENCY_RE.match(key):
+            raise ApiError(400, "Idempotency-Key must be 1-255 lowercase letters, digits, hyphens")
+        auto_resume = body.get("autoResume") or {}
+        sbx = await self.rt.create(
+            template_ref=template,
+            timeout=_timeout(body.get("timeout"), DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S,
+            metadata=_str_map(body.get("metadata"), "metadata"),
+            env_vars=_str_map(body.get("envVars"), "envVars"),
+            allow_internet=body.get("allow_internet_access") is not False,
+            auto_pause=bool(body.get("autoPause")),
+            auto_resume=bool(isinstance(auto_resume, dict) and auto_resume.get("enabled")),
+            idempotency_key=key,
+        )
+        return JSONResponse(sandbox_json(sbx), status_code=201)
+
+    def _filtered(self, request: Request, default_states: set[str]) -> list[SandboxRecord]:
+        q = request.query_params
+        meta = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+        states = set(filter(None, ",".join(q.getlist("state")).split(","))) or default_states
+        bad = states - {"running", "paused"}
+        if bad:
+            raise ApiError(400, f"invalid state filter: {', '.join(sorted(bad))}")
+        template = q.get("template")
+        started_after = q.get("startedAfter")
+        after = (
+            datetime.fromisoformat(started_after.replace("Z", "+00:00")) if started_after else None
+        )
+        out = []
+        for s in self.rt.sandboxes.values():
+            if s.state not in states:
+                continue
+            if any(s.metadata.get(k) != v for k, v in meta.items()):
+                continue
+            if template and template not in (s.template.template_id, s.alias, *s.template.names):
+                continue
+            if after and s.started_at <= after:
+                continue
+            out.append(s)
+        return out
+
+    async def list_v2(self, request: Request) -> Response:
+        q = request.query_params
+        order = q.get("order", "desc")
+        items = self._filtered(request, {"running", "paused"})
+        items.sort(key=lambda s: (s.started_at, s.sandbox_id), reverse=order != "asc")
+        try:
+            limit = min(max(int(q.get("limit", "100")), 1), 100)
+        except ValueError as e:
+            raise ApiError(400, "limit must be an integer") from e
+        token = q.get("nextToken")
+        if token:
+            try:
+                cursor = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+                ts, sid = cursor.split("__")[:2]
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ApiError(400, "invalid nextToken") from e
+            keys = [(s.started_at.isoformat(), s.sandbox_id) for s in items]
+            idx = keys.index((ts, sid)) + 1 if (ts, sid) in keys else 0
+            items = items[idx:]
+        page, rest = items[:limit], items[limit:]
+        headers = {"X-Total-Running": str(self.rt.running_count())}
+        if rest:
+            last = page[-1]
+            cursor = f"{last.started_at.isoformat()}__{last.sandbox_id}"
+            headers["X-Next-Token"] = base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+        return JSONResponse([_listed(s) for s in page], headers=headers)
+
+    async def list_running(self, request: Request) -> Response:
+        return JSONResponse([_listed(s) for s in self._filtered(request, {"running"})])
+
+    async def get(self, request: Request) -> Response:
+        return JSONResponse(_detail(self.rt.get(request.path_params["sid"])))
+
+    async def kill(self, request: Request) -> Response:
+        await self.rt.kill(request.path_params["sid"])
+        return Response(status_code=204)
+
+    async def set_timeout(self, request: Request) -> Response:
+        body = await _body(request)
+        t = _timeout(body.get("timeout"), None)
+        if t is None:
+            raise ApiError(400, "timeout is required")
+        self.rt.set_timeout(request.path_params["sid"], t)
+        return Response(status_code=204)
+
+    async def refresh(self, request: Request) -> Response:
+        body = await _body(request)
+        sbx = self.rt.get(request.path_params["sid"])
+        duration = _timeout(body.get("duration"), DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
+        self.rt.set_timeout(sbx.sandbox_id, duration)
+        return Response(status_code=204)
+
+    async def pause(self, request: Request) -> Response:
+        await self.rt.pause(request.path_params["sid"])
+        return Response(status_code=204)
+
+    async def connect(self, request: Request) -> Response:
+        body = await _body(request)
+        sbx, resumed = await self.rt.connect(
+            request.path_params["sid"], _timeout(body.get("timeout"), None)
+        )
+        return JSONResponse(sandbox_json(sbx), status_code=201 if resumed else 200)
+
+    # -- templates --------------------------------------------------------------------------
+
+    async def template_request(self, request: Request) -> Response:
+        body = await _body(request)
+        name = body.get("name") or body.get("alias")
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "name is required")
+        try:
+            rec, build = self.rt.templates.request_build(
+                name, body.get("tags"), body.get("cpuCount"), body.get("memoryMB")
+            )
+        except BuildError as e:
+            raise ApiError(400, str(e)) from e
+        resp = m.TemplateRequestResponseV3(
+            template_id=rec.template_id,
+            build_id=build.build_id,
+            public=False,
+            names=rec.names,
+            tags=rec.tags,
+            aliases=rec.names,
+        )
+        return JSONResponse(resp.to_dict(), status_code=202)
+
+    def _template(self, tid: str) -> TemplateRecord:
+        try:
+            return self.rt.templates.find(tid)
+        except NotFound as e:
+            raise ApiError(404, f"template '{tid}' not found") from e
+
+    async def files_link(self, request: Request) -> Response:
+        self._template(request.path_params["tid"])
+        h = request.path_params["hash"]
+        try:
+            present = self.rt.templates.file_path(h).exists()
+        except BuildError as e:
+            raise ApiError(400, str(e)) from e
+        out: dict[str, Any] = {"present": present}
+        if not present:
+            out["url"] = f"{str(request.base_url).rstrip('/')}{UPLOAD_PREFIX}{h}"
+        return JSONResponse(out, status_code=201)
+
+    async def upload(self, request: Request) -> Response:
+        """The 'presigned' upload URL: PUT the COPY tarball (no API key, like an object store)."""
+        try:
+            path = self.rt.templates.file_path(request.path_params["hash"])
+        except BuildError as e:
+            return error(400, str(e))
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            async for chunk in request.stream():
+                f.write(chunk)
+        tmp.rename(path)
+        return Response(status_code=200)
+
+    async def build_start(self, request: Request) -> Response:
+        rec = self._template(request.path_params["tid"])
+        build = rec.builds.get(request.path_params["bid"])
+        if build is None:
+            raise ApiError(404, "build not found")
+        if build.status != "waiting":
+            raise ApiError(409, "build already started")
+        self.rt.templates.start_build(rec, build, await _body(request))
+        return Response(status_code=202)
+
+    async def build_status(self, request: Request) -> Response:
+        rec = self._template(request.path_params["tid"])
+        build = rec.builds.get(request.path_params["bid"])
+        if build is None:
+            raise ApiError(404, "build not found")
+        q = request.query_params
+        try:
+            offset = int(q.get("logsOffset", "0"))
+            limit = int(q.get("limit", "100"))
+        except ValueError as e:
+            raise ApiError(400, "logsOffset and limit must be integers") from e
+        entries = build.logs[offset : offset + limit]
+        out: dict[str, Any] = {
+            "templateID": rec.template_id,
+            "buildID": build.build_id,
+            "status": build.status,
+            "logEntries": entries,
+            "logs": [e["message"] for e in entries],
+        }
+        if build.reason:
+            out["reason"] = build.reason
+        return JSONResponse(out)
+
+    async def templates_list(self, request: Request) -> Response:
+        items = [_template_json(t) for t in self.rt.templates.templates.values()]
+        return JSONResponse(items)
+
+    async def alias(self, request: Request) -> Response:
+        rec = self._template(request.path_params["alias"])
+        return JSONResponse(
+            m.TemplateAliasResponse(template_id=rec.template_id, public=False).to_dict()
+        )
+
+    async def template_get(self, request: Request) -> Response:
+        rec = self._template(request.path_params["tid"])
+        out = _template_json(rec)
+        out["builds"] = [{"buildID": b.build_id, "status": b.status} for b in rec.builds.values()]
+        return JSONResponse(out)
+
+    async def template_delete(self, request: Request) -> Response:
+        rec = self._template(request.path_params["tid"])
+        in_use = {k for s in self.rt.sandboxes.values() for k in s.template.layers}
+        try:
+            self.rt.templates.delete(rec.template_id, in_use)
+        except BuildError as e:
+            raise ApiError(400, str(e)) from e
+        return Response(status_code=204)

@@ -1,0 +1,248 @@
+"""Sandbox bookkeeping and lifecycle: create, kill, pause/resume, timeouts and expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import isolation
+from .builds import TemplateRecord, TemplateStore
+from .sandbox import SandboxError, SandboxRuntime
+
+log = logging.getLogger("e2b_local.runtime")
+
+ENVD_VERSION = "0.6.13"
+DEFAULT_TIMEOUT_S = 300
+MAX_TIMEOUT_S = 24 * 3600
+READY_TIMEOUT_S = 120.0
+
+
+class ApiError(Exception):
+    """An error answered as E2B's JSON {code, message}."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SandboxRecord:
+    sandbox_id: str
+    template: TemplateRecord
+    alias: str | None
+    started_at: datetime
+    end_at: datetime
+    metadata: dict[str, str]
+    env_vars: dict[str, str]
+    access_token: str
+    allow_internet: bool
+    auto_pause: bool
+    auto_resume: bool
+    runtime: SandboxRuntime
+    state: str = "running"
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def cpu_count(self) -> int:
+        return self.template.cpu_count
+
+    @property
+    def memory_mb(self) -> int:
+        return self.template.memory_mb
+
+
+class Runtime:
+    """All sandboxes of one e2b-local server."""
+
+    def __init__(
+        self, state_dir: Path, caps: isolation.HostCaps, max_sandboxes: int, store: TemplateStore
+    ) -> None:
+        self.state_dir = state_dir
+        self.run_dir = state_dir / "run"
+        self.caps = caps
+        self.max_sandboxes = max_sandboxes
+        self.templates = store
+        self.sandboxes: dict[str, SandboxRecord] = {}
+        self.idempotency: dict[str, str] = {}
+        self._starting = 0
+        self._reaper: asyncio.Task | None = None
+
+    async def startup(self) -> None:
+        isolation.cleanup_stale_cgroups(self.caps)
+        isolation.mount_runfs(self.run_dir)
+        isolation.remove_stale_cgroup_dirs(self.caps)
+        isolation.build_mask(self.run_dir / "mask")
+        self.templates.attach(self.run_dir, self.run_dir / "mask")
+        self._reaper = asyncio.get_running_loop().create_task(self._expire_loop())
+
+    async def shutdown(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        await self.templates.shutdown()
+        await asyncio.gather(
+            *(self._destroy(s) for s in list(self.sandboxes.values())), return_exceptions=True
+        )
+        self.sandboxes.clear()
+        isolation.umount_runfs(self.run_dir)
+
+    def running_count(self) -> int:
+        return self._starting + sum(1 for s in self.sandboxes.values() if s.state == "running")
+
+    def get(self, sandbox_id: str) -> SandboxRecord:
+        sbx = self.sandboxes.get(sandbox_id)
+        if sbx is None:
+            raise ApiError(404, f"sandbox \"{sandbox_id}\" doesn't exist or you don't have access")
+        return sbx
+
+    async def create(
+        self,
+        template_ref: str,
+        timeout: int,
+        metadata: dict[str, str],
+        env_vars: dict[str, str],
+        allow_internet: bool,
+        auto_pause: bool,
+        auto_resume: bool,
+        idempotency_key: str | None,
+    ) -> SandboxRecord:
+        if idempotency_key and idempotency_key in self.idempotency:
+            existing = self.sandboxes.get(self.idempotency[idempotency_key])
+            if existing is not None:
+                return existing
+        template, alias = self.templates.resolve(template_ref)
+        if timeout <= 0 or timeout > MAX_TIMEOUT_S:
+            raise ApiError(400, f"Timeout must be between 1 and {MAX_TIMEOUT_S} seconds")
+        if self.running_count() >= self.max_sandboxes:
+            raise ApiError(
+                429,
+                f"You have reached the maximum number of concurrent E2B sandboxes "
+                f"({self.max_sandboxes}). Please kill some sandboxes and try again.",
+                {"Retry-After": "1"},
+            )
+        sandbox_id = "i" + secrets.token_hex(10)
+        runtime = SandboxRuntime(
+            sandbox_id,
+            self.caps,
+            self.run_dir,
+            self.templates.lowers(template),
+            internet=allow_internet,
+            memory_mb=template.memory_mb,
+            cpu_count=template.cpu_count,
+        )
+        self._starting += 1
+        try:
+            await runtime.start()
+            if template.start_cmd:
+                await self._start_and_wait_ready(runtime, template)
+        except SandboxError as e:
+            await runtime.destroy()
+            raise ApiError(500, str(e)) from e
+        except BaseException:
+            await runtime.destroy()
+            raise
+        finally:
+            self._starting -= 1
+        started = now()
+        sbx = SandboxRecord(
+            sandbox_id=sandbox_id,
+            template=template,
+            alias=alias,
+            started_at=started,
+            end_at=started + timedelta(seconds=timeout),
+            metadata=metadata,
+            env_vars=env_vars,
+            access_token=secrets.token_urlsafe(24),
+            allow_internet=allow_internet,
+            auto_pause=auto_pause,
+            auto_resume=auto_resume,
+            runtime=runtime,
+        )
+        self.sandboxes[sandbox_id] = sbx
+        template.spawn_count += 1
+        template.last_spawned_at = started
+        if idempotency_key:
+            self.idempotency[idempotency_key] = sandbox_id
+        return sbx
+
+    async def _start_and_wait_ready(self, runtime: SandboxRuntime, t: TemplateRecord) -> None:
+        """Re-run the template's start command and poll its ready command (see README)."""
+        user = runtime.user(t.user)
+        await runtime.spawn("/bin/bash", ["-l", "-c", t.start_cmd or ""], t.envs, t.workdir, user)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while t.ready_cmd:
+            rc = await runtime.run(t.ready_cmd, user, t.envs, t.workdir, timeout=30)
+            if rc == 0:
+                return
+            if time.monotonic() > deadline:
+                raise SandboxError(f"ready command '{t.ready_cmd}' did not succeed in time")
+            await asyncio.sleep(0.05)
+
+    async def kill(self, sandbox_id: str) -> None:
+        sbx = self.get(sandbox_id)
+        await self._destroy(sbx)
+
+    async def _destroy(self, sbx: SandboxRecord) -> None:
+        self.sandboxes.pop(sbx.sandbox_id, None)
+        sbx.state = "killed"
+        await sbx.runtime.destroy()
+
+    def set_timeout(self, sandbox_id: str, timeout: int) -> None:
+        sbx = self.get(sandbox_id)
+        if timeout <= 0 or timeout > MAX_TIMEOUT_S:
+            raise ApiError(400, f"Timeout must be between 1 and {MAX_TIMEOUT_S} seconds")
+        sbx.end_at = now() + timedelta(seconds=timeout)
+
+    async def pause(self, sandbox_id: str) -> None:
+        sbx = self.get(sandbox_id)
+        async with sbx.lock:
+            if sbx.state == "paused":
+                raise ApiError(409, f"Sandbox {sandbox_id} is already paused")
+            if not sbx.runtime.freeze(True):
+                raise ApiError(503, "pausing needs the cgroup freezer, which this host lacks")
+            sbx.state = "paused"
+
+    async def connect(self, sandbox_id: str, timeout: int | None) -> tuple[SandboxRecord, bool]:
+        """Resume a paused sandbox (True) or extend a running one's timeout (False)."""
+        sbx = self.get(sandbox_id)
+        async with sbx.lock:
+            resumed = False
+            if sbx.state == "paused":
+                if self.running_count() >= self.max_sandboxes:
+                    raise ApiError(429, "concurrency limit reached", {"Retry-After": "1"})
+                sbx.runtime.freeze(False)
+                sbx.state = "running"
+                resumed = True
+            t = timeout or DEFAULT_TIMEOUT_S
+            new_end = now() + timedelta(seconds=t)
+            if resumed or new_end > sbx.end_at:
+                sbx.end_at = new_end
+        return sbx, resumed
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            t = now()
+            for sbx in list(self.sandboxes.values()):
+                if sbx.state != "running" or sbx.end_at > t:
+                    continue
+                if not sbx.runtime.alive:
+                    log.warning("sandbox %s died; removing it", sbx.sandbox_id)
+                with contextlib.suppress(Exception):
+                    if sbx.auto_pause and sbx.runtime.freeze(True):
+                        sbx.state = "paused"
+                        log.info("sandbox %s paused at its timeout", sbx.sandbox_id)
+                    else:
+                        log.info("sandbox %s killed at its timeout", sbx.sandbox_id)
+                        await self._destroy(sbx)

@@ -1,0 +1,373 @@
+"""One running sandbox: its namespace init, layers, cgroups and the processes started in it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .isolation import Cgroups, HostCaps
+
+log = logging.getLogger("e2b_local.sandbox")
+
+INIT_SCRIPT = str(Path(__file__).with_name("sandbox_init.py"))
+HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SandboxError(Exception):
+    """The sandbox could not be started or is gone."""
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass
+class Proc:
+    """A process started through envd, with its output fan-out to subscribers."""
+
+    pid: int
+    cmd: str
+    args: list[str]
+    envs: dict[str, str]
+    cwd: str
+    tag: str | None
+    stdin_fd: int | None
+    subscribers: list[asyncio.Queue] = field(default_factory=list)
+    exit_code: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def publish(self, event: tuple[str, object]) -> None:
+        for q in self.subscribers:
+            q.put_nowait(event)
+
+
+class SandboxRuntime:
+    """The isolated process tree of one sandbox and the host paths that back it."""
+
+    def __init__(
+        self,
+        sandbox_id: str,
+        caps: HostCaps,
+        run_dir: Path,
+        lowers: list[str],
+        *,
+        internet: bool,
+        memory_mb: int,
+        cpu_count: int,
+        upper: Path | None = None,
+    ) -> None:
+        self.id = sandbox_id
+        self.caps = caps
+        self.dir = run_dir / "sbx" / sandbox_id
+        self.lowers = lowers
+        self.internet = internet
+        self.memory_mb = memory_mb
+        self.cpu_count = cpu_count
+        self.upper = upper or self.dir / "upper"
+        self.cgroups = Cgroups(caps, sandbox_id)
+        self.ctl_path = str(self.dir / "ctl.sock")
+        self.launcher: asyncio.subprocess.Process | None = None
+        self.init_pid: int | None = None
+        self.root_fd: int | None = None
+        self.procs: dict[int, Proc] = {}
+        self._users: dict[str, User] = {}
+
+    async def start(self) -> None:
+        """Create layers and cgroups and start the namespace init; returns once it is ready."""
+        merged = self.dir / "root"
+        work = self.dir / "work"
+        for d in (self.upper, work, merged):
+            d.mkdir(parents=True, exist_ok=True)
+        self.cgroups.create(self.memory_mb, self.cpu_count)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.ctl_path)
+        listener.listen(128)
+        cfg = {
+            "ctl_fd": listener.fileno(),
+            "cgroup_procs": self.cgroups.procs_files,
+            "lowers": self.lowers,
+            "upper": str(self.upper),
+            "work": str(work),
+            "merged": str(merged),
+            "hostname": "e2b-" + self.id[:12],
+            "own_net": not self.internet,
+        }
+        ns = ["--mount", "--pid", "--fork", "--uts", "--ipc"]
+        if not self.internet:
+            ns.append("--net")
+        argv = ["unshare", *ns, "--kill-child=SIGKILL", "--", HOST_PYTHON, "-I", "-S"]
+        argv += [INIT_SCRIPT, json.dumps(cfg)]
+        try:
+            self.launcher = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(listener.fileno(),),
+                env={"PATH": DEFAULT_PATH},
+                start_new_session=True,
+            )
+        finally:
+            listener.close()
+        assert self.launcher.stdout and self.launcher.stderr
+        try:
+            line = await asyncio.wait_for(self.launcher.stdout.readline(), 30)
+        except TimeoutError:
+            line = b""
+        if line != b"ready\n":
+            err = (await self.launcher.stderr.read()).decode(errors="replace")
+            await self.destroy()
+            raise SandboxError(f"sandbox init failed: {err.strip() or 'no output'}")
+        children = Path(f"/proc/{self.launcher.pid}/task/{self.launcher.pid}/children")
+        self.init_pid = int(children.read_text().split()[0])
+        self.root_fd = os.open(f"/proc/{self.init_pid}/root", os.O_PATH | os.O_DIRECTORY)
+
+    @property
+    def alive(self) -> bool:
+        return self.init_pid is not None and os.path.exists(f"/proc/{self.init_pid}")
+
+    async def _request(self, req: dict, fds: list[int]) -> tuple[LineSocket, dict]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(sock, self.ctl_path)
+            _send_fds(sock, json.dumps(req).encode(), fds)
+            lines = LineSocket(sock)
+            reply = await lines.readline()
+        except OSError as e:
+            sock.close()
+            raise SandboxError(f"sandbox {self.id} is not running: {e}") from e
+        return lines, reply
+
+    def user(self, name: str | None) -> User:
+        """Resolve a user from the sandbox's own /etc/passwd (default `user`)."""
+        name = name or "user"
+        if name not in self._users:
+            from .sbxfs import read_passwd
+
+            for u in read_passwd(self):
+                self._users[u.name] = u
+        if name not in self._users:
+            raise KeyError(name)
+        return self._users[name]
+
+    async def spawn(
+        self,
+        cmd: str,
+        args: list[str],
+        envs: dict[str, str],
+        cwd: str | None,
+        user: User,
+        *,
+        tag: str | None = None,
+        stdin: bool = False,
+        stdin_fd: int | None = None,
+    ) -> Proc:
+        """Start a process inside the sandbox; output is published to the Proc's subscribers."""
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        keep_stdin: int | None = None
+        if stdin_fd is not None:
+            in_r = stdin_fd
+        elif stdin:
+            in_r, keep_stdin = os.pipe2(os.O_CLOEXEC)
+        else:
+            in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        env = {"PATH": DEFAULT_PATH, "HOME": user.home, "USER": user.name, "LOGNAME": user.name}
+        env.update(envs)
+        cwd = cwd or user.home
+        req = {
+            "op": "spawn",
+            "argv": [cmd, *args],
+            "env": env,
+            "cwd": cwd,
+            "uid": user.uid,
+            "gid": user.gid,
+            "groups": [user.gid],
+        }
+        try:
+            sock, reply = await self._request(req, [in_r, out_w, err_w])
+        except BaseException:
+            for fd in (out_r, err_r, keep_stdin):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                if fd != stdin_fd:
+                    os.close(fd)
+        proc = Proc(reply["pid"], cmd, args, envs, cwd, tag, keep_stdin)
+        self.procs[proc.pid] = proc
+        asyncio.get_running_loop().create_task(self._pump(proc, sock, out_r, err_r))
+        return proc
+
+    async def _pump(self, proc: Proc, sock: LineSocket, out_r: int, err_r: int) -> None:
+        loop = asyncio.get_running_loop()
+        readers = [
+            loop.create_task(_drain(out_r, lambda b: proc.publish(("stdout", b)))),
+            loop.create_task(_drain(err_r, lambda b: proc.publish(("stderr", b)))),
+        ]
+        try:
+            reply = await sock.readline()
+            code = int(reply.get("exit", -1))
+        except (OSError, ValueError):
+            code = -9
+        finally:
+            sock.close()
+        # Background children may keep the pipes open; give the output a moment, then stop.
+        _done, pending = await asyncio.wait(readers, timeout=0.2)
+        for t in pending:
+            t.cancel()
+        proc.exit_code = code
+        if proc.stdin_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(proc.stdin_fd)
+            proc.stdin_fd = None
+        proc.publish(("end", code))
+        proc.done.set()
+        self.procs.pop(proc.pid, None)
+
+    async def signal(self, pid: int, sig: int) -> bool:
+        sock, reply = await self._request({"op": "signal", "pid": pid, "sig": sig}, [])
+        sock.close()
+        return "error" not in reply
+
+    async def run(
+        self,
+        script: str,
+        user: User,
+        envs: dict[str, str],
+        cwd: str | None,
+        on_output: Callable[[str], None] | None = None,
+        stdin_fd: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run `bash -l -c script` to completion, streaming merged output lines to on_output."""
+        q: asyncio.Queue = asyncio.Queue()
+        proc = await self.spawn(
+            "/bin/bash", ["-l", "-c", script], envs, cwd, user, stdin_fd=stdin_fd
+        )
+        proc.subscribers.append(q)
+        if proc.done.is_set():
+            return proc.exit_code or 0
+        buf = b""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                kind, data = await asyncio.wait_for(q.get(), wait)
+            except TimeoutError:
+                await self.signal(proc.pid, signal.SIGKILL)
+                continue
+            if kind == "end":
+                if buf and on_output:
+                    on_output(buf.decode(errors="replace"))
+                return int(data)  # type: ignore[call-overload]
+            buf += data  # type: ignore[operator]
+            *lines, buf = buf.split(b"\n")
+            for ln in lines:
+                if on_output:
+                    on_output(ln.decode(errors="replace"))
+
+    def freeze(self, frozen: bool) -> bool:
+        return self.cgroups.freeze(frozen)
+
+    async def destroy(self) -> None:
+        """Kill every process of the sandbox and remove its cgroups, mounts and layer."""
+        self.cgroups.freeze(False)
+        if self.launcher is not None and self.launcher.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.launcher.pid, signal.SIGKILL)
+        if self.init_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signal.SIGKILL)
+        if self.launcher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.launcher.wait(), 5)
+        for _ in range(200):
+            pids = self.cgroups.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.01)
+        self.cgroups.remove()
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+            self.root_fd = None
+        for proc in list(self.procs.values()):
+            if not proc.done.is_set():
+                proc.exit_code = -9
+                proc.publish(("end", -9))
+                proc.done.set()
+        self.procs.clear()
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.dir, True)
+
+
+def _send_fds(sock: socket.socket, payload: bytes, fds: list[int]) -> None:
+    sock.setblocking(True)
+    try:
+        socket.send_fds(sock, [payload], fds)
+    finally:
+        sock.setblocking(False)
+
+
+class LineSocket:
+    """JSON-lines reader over a non-blocking unix socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    async def readline(self) -> dict:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.buf:
+            chunk = await loop.sock_recv(self.sock, 4096)
+            if not chunk:
+                raise OSError("control connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _drain(fd: int, sink: Callable[[bytes], None]) -> None:
+    """Read a pipe until EOF without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    ready = asyncio.Event()
+    loop.add_reader(fd, ready.set)
+    try:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                ready.clear()
+                await ready.wait()
+                continue
+            if not data:
+                return
+            sink(data)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

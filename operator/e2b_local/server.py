@@ -1,0 +1,161 @@
+"""The single ASGI app of e2b-local: control plane, upload URL and envd, on one port.
+
+Requests with an `E2b-Sandbox-Id` header go to that sandbox's envd (like E2B's edge proxy,
+which answers 502 "The sandbox was not found" for dead or paused sandboxes); everything else
+is the control plane, which needs `X-API-Key` and passes through fault injection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import isolation
+from .builds import TemplateStore
+from .controlplane import UPLOAD_PREFIX, ControlPlane, error
+from .envd import EnvdHttp, FileError, build_envd_apps
+from .faults import Faults
+from .runtime import ApiError, Runtime
+
+log = logging.getLogger("e2b_local.server")
+
+Scope = dict[str, Any]
+
+
+class LocalE2B:
+    """ASGI application; lifespan startup/shutdown create and clean up all host state."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        api_key: str,
+        max_sandboxes: int = 100,
+        faults: Faults | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.faults = faults or Faults()
+        self.caps = isolation.probe()
+        if not self.caps.usable:
+            raise SystemExit(
+                "e2b-local needs root, overlayfs and namespaces: " + "; ".join(self.caps.missing)
+            )
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime = Runtime(
+            state_dir, self.caps, max_sandboxes, TemplateStore(state_dir, self.caps)
+        )
+        self.cp = ControlPlane(self.runtime)
+        self.envd_http, self.process_app, self.fs_app = build_envd_apps(self.runtime)
+        handlers = {ApiError: self._api_error, FileError: self._file_error}
+        self.cp_app = Starlette(
+            routes=[
+                *self.cp.routes(),
+                Route("/admin/faults", self.faults.admin, methods=["GET", "POST", "DELETE"]),
+            ],
+            exception_handlers=handlers,  # type: ignore[arg-type]
+        )
+        self.upload_app = Starlette(
+            routes=[Route(UPLOAD_PREFIX + "{hash}", self.cp.upload, methods=["PUT", "POST"])]
+        )
+        self.envd_app = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/files", self._files, methods=["GET", "POST"]),
+            ],
+            exception_handlers=handlers,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    async def _api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error(exc.code, exc.message, exc.headers)
+
+    @staticmethod
+    async def _file_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FileError)
+        return error(exc.code, exc.message)
+
+    async def _health(self, request: Request) -> Response:
+        return Response(status_code=204)
+
+    async def _files(self, request: Request) -> Response:
+        sbx = self.runtime.sandboxes[request.headers["e2b-sandbox-id"]]
+        h: EnvdHttp = self.envd_http
+        if request.method == "GET":
+            return await h.files_get(sbx, request)
+        return await h.files_post(sbx, request)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path: str = scope["path"]
+        sid = headers.get("e2b-sandbox-id")
+        if sid is not None:
+            await self._envd(scope, receive, send, sid, headers, path)
+            return
+        if path.startswith(UPLOAD_PREFIX):
+            await self.upload_app(scope, receive, send)
+            return
+        if path == "/health":
+            await Response(status_code=200)(scope, receive, send)
+            return
+        key = headers.get("x-api-key", "")
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            await error(401, "Invalid API key")(scope, receive, send)
+            return
+        if not path.startswith("/admin/"):
+            injected = await self.faults.intercept(path)
+            if injected is not None:
+                await injected(scope, receive, send)
+                return
+        await self.cp_app(scope, receive, send)
+
+    async def _envd(
+        self, scope: Scope, receive: Any, send: Any, sid: str, headers: dict[str, str], path: str
+    ) -> None:
+        sbx = self.runtime.sandboxes.get(sid)
+        if sbx is not None and sbx.state == "paused" and sbx.auto_resume:
+            with contextlib.suppress(ApiError):
+                await self.runtime.connect(sid, None)
+        if sbx is None or sbx.state != "running":
+            body = {"code": 502, "message": "The sandbox was not found", "sandboxId": sid}
+            await JSONResponse(body, status_code=502)(scope, receive, send)
+            return
+        if path != "/health" and not hmac.compare_digest(
+            headers.get("x-access-token", "").encode(), sbx.access_token.encode()
+        ):
+            await error(401, "invalid or missing X-Access-Token")(scope, receive, send)
+            return
+        if path.startswith("/process.Process/"):
+            await self.process_app(scope, receive, send)
+        elif path.startswith("/filesystem.Filesystem/"):
+            await self.fs_app(scope, receive, send)
+        else:
+            await self.envd_app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.startup()
+                except Exception as e:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.runtime.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
