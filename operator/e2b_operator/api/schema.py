@@ -2,9 +2,11 @@
 
 Rules (apiextensions.k8s.io/v1): every $ref inlined, Optional[X] becomes X, every node typed
 except int-or-string and preserve-unknown-fields nodes, no additionalProperties: false, free-form
-dicts preserve unknown fields, empty-collection defaults dropped, nested-object defaults become {}.
+dicts preserve unknown fields, empty-collection defaults dropped, nested-object defaults are
+the children's defaults.
 """
 
+import copy
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,5 +76,7 @@ def _fix_default(node: dict[str, Any], keep_defaults: bool) -> dict[str, Any]:
     if not keep_defaults or default is None or default == [] or default == {}:
         del node["default"]
     elif isinstance(default, dict) and "properties" in node:
-        node["default"] = {}  # nested defaults fill it in, as the apiserver defaults per level
+        # The children's own defaults, spelled out: CEL rules validate the default as written.
+        props = node["properties"].items()
+        node["default"] = {k: copy.deepcopy(sub["default"]) for k, sub in props if "default" in sub}
     return node
