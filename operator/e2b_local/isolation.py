@@ -139,6 +139,11 @@ def build_mask(mask: Path, hostname: str = "e2b-local") -> None:
     (etc / "shadow").chmod(0o640)
     (etc / "hostname").write_text(hostname + "\n")
     (etc / "hosts").write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
+    # Docker's python images let pip install system-wide; so does the emulated base.
+    for marker in Path("/usr/lib").glob("python3*/EXTERNALLY-MANAGED"):
+        d = mask / marker.parent.relative_to("/")
+        d.mkdir(parents=True, exist_ok=True)
+        _whiteout(d / marker.name)
     for secret in ("gshadow", "ssh"):
         if os.path.lexists(f"/etc/{secret}"):
             _whiteout(etc / secret)

@@ -48,10 +48,8 @@ def setup_root(cfg: dict) -> None:
     """Mount the sandbox filesystem at cfg['merged'] and pivot into it."""
     for procs in cfg["cgroup_procs"]:
         _write(procs, "0")
-    try:
-        _write("/proc/self/oom_score_adj", "-1000")  # the OOM killer should pick commands
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # the OOM killer should pick commands, not init
+        _write("/proc/self/oom_score_adj", "-1000")
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     m = cfg["merged"]
     opts = "lowerdir={},upperdir={},workdir={}".format(

@@ -1,0 +1,113 @@
+"""Fixtures for e2b-local: a real `e2b-local serve` subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+API_KEY = "e2b_localtest0123456789"
+
+
+@dataclass
+class LocalServer:
+    url: str
+    api_key: str
+    state_dir: Path
+    proc: subprocess.Popen
+
+    @property
+    def kw(self) -> dict[str, object]:
+        """SDK connection params (retries=0 keeps error paths fast)."""
+        return {"api_url": self.url, "sandbox_url": self.url, "api_key": self.api_key}
+
+    def admin_faults(self, spec: str | None) -> None:
+        h = {"X-API-Key": self.api_key}
+        if spec is None:
+            httpx.delete(f"{self.url}/admin/faults", headers=h).raise_for_status()
+        else:
+            httpx.post(
+                f"{self.url}/admin/faults", json={"spec": spec}, headers=h
+            ).raise_for_status()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def leftovers(state_dir: Path) -> list[str]:
+    """Mounts under the state dir and e2b-local cgroups still present."""
+    out = []
+    with open("/proc/self/mounts") as f:
+        out += [ln for ln in f if str(state_dir) in ln]
+    for ctl in ("memory", "cpu", "pids", "freezer"):
+        parent = Path("/sys/fs/cgroup") / ctl / "e2b-local"
+        if parent.is_dir():
+            out += [str(p) for p in parent.iterdir() if p.is_dir()]
+    return out
+
+
+def start_server(state_dir: Path, *extra: str) -> LocalServer:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env["E2B_LOCAL_SECRET_CANARY"] = "must-not-leak"
+    proc = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "e2b-local"),
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state_dir),
+            "--api-key",
+            API_KEY,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"e2b-local exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return LocalServer(url, API_KEY, state_dir, proc)
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("e2b-local did not start")
+
+
+def stop_server(server: LocalServer) -> str:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = server.proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        out, _ = server.proc.communicate()
+    return out or ""
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    state = tmp_path_factory.mktemp("e2b-local-state")
+    server = start_server(state, "--max-sandboxes", "40")
+    yield server
+    log = stop_server(server)
+    left = leftovers(state)
+    assert not left, f"e2b-local left state behind: {left}\n{log[-3000:]}"
