@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import cel
@@ -13,6 +14,7 @@ import yaml
 
 from e2b_operator.api import (
     KINDS,
+    E2BDeploymentSpec,
     E2BDeploymentStatus,
     TemplateType,
     crd,
@@ -300,3 +302,13 @@ def test_status_wire_form() -> None:
     assert status["conditions"][0]["lastTransitionTime"] == "2026-11-26T10:00:00Z"
     assert status["sandboxes"][0]["sandboxID"] == "sbx-1"
     assert problems("E2BDeployment", {**DEPLOYMENT, "status": status}) == []
+
+
+def test_from_wire_accepts_read_only_mappings() -> None:
+    env = MappingProxyType({"name": "A", "valueFrom": MappingProxyType(SECRET_ENV)})
+    raw = MappingProxyType({"templateRef": {"name": "t"}, "env": [env], "shardBy": "s"})
+    spec = E2BDeploymentSpec.from_wire(raw)
+    assert spec.env[0].value_from is not None
+    assert spec.env[0].value_from.secret_key_ref.key == "k"
+    assert spec.replicas == 1 and spec.strategy.rolling_update.max_surge == "25%"
+    assert spec.wire()["shardBy"] == "s"

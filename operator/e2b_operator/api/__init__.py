@@ -1,4 +1,9 @@
-"""The e2b.dev/v1alpha1 API: pydantic models (the source of truth), CRD generation, validation."""
+"""The e2b.dev/v1alpha1 API: pydantic models (the source of truth), CRD generation, validation.
+
+spec = E2BDeploymentSpec.from_wire(body["spec"])      # kopf Body/Spec mappings are fine
+patch.status.update(E2BDeploymentStatus(...).wire())  # camelCase, no nulls, RFC 3339 times
+for line in problems("E2BTemplate", obj): ...         # what the apiserver would reject
+"""
 
 from .base import K8sModel, plain
 from .crdgen import API_VERSION, GROUP, KINDS, VERSION, crd, kind, openapi_schema
