@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install crds cluster cluster-down dev test lint
+.PHONY: help install crds manifests cluster cluster-down dev test lint
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ test: lint ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 
 crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models
 	$(BIN)/python -m e2b_operator.api.crds crds
+
+manifests: $(STAMP) ## Generate manifests/templates/ (the seed's template collection) from the toolkit
+	$(BIN)/python -m e2b_operator.toolkit.collection manifests/templates
 
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check operator tests bench

@@ -1,1 +1,10 @@
 """The template toolkit: the original E2B template system's collection and Python API."""
+
+from e2b_operator.api import Runtime, TemplateType
+
+from .builder import TemplateBuilder
+
+RuntimeEnvironment = Runtime
+"""The seed's name for the runtime enum."""
+
+__all__ = ["Runtime", "RuntimeEnvironment", "TemplateBuilder", "TemplateType"]

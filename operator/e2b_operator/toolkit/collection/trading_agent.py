@@ -310,9 +310,13 @@ def normalise(config: dict) -> dict:
     out["bars"] = int(config.get("bars", 250))
     out["seed"] = int(config.get("seed", 42))
     out["backtest"] = bool(config.get("backtest", config.get("backtest_enabled", True)))
-    execution = config.get("execution_mode", "paper_trading")
-    if execution != "paper_trading":
-        raise ValueError("execution_mode must be paper_trading (no broker is connected)")
+    out["execution_mode"] = config.get("execution_mode", "paper_trading")
+    if out["execution_mode"] not in ("paper_trading", "backtest"):
+        raise ValueError(
+            "execution_mode must be paper_trading or backtest (no broker is connected)"
+        )
+    if out["execution_mode"] == "backtest":
+        out["backtest"] = True
     return out
 
 
@@ -338,7 +342,7 @@ def run(config: dict) -> dict:
         "template": "trading_agent",
         "strategy": cfg["strategy"],
         "data_source": cfg["dataSource"],
-        "execution_mode": "paper_trading",
+        "execution_mode": cfg["execution_mode"],
         "risk_params": cfg["risk"],
         "results": results,
         "summary": summary,
