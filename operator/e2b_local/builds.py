@@ -403,7 +403,7 @@ class TemplateStore:
         state: dict[str, Any],
     ) -> None:
         src, dest = args[0], args[1]
-        owner = args[2] if len(args) > 2 and args[2] else None
+        owner = args[2] if len(args) > 2 and args[2] else state["user"]
         mode = args[3] if len(args) > 3 and args[3] else None
         path = self.file_path(step.get("filesHash") or "")
         if not path.exists():
