@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install crds manifests cluster cluster-down dev test lint
+.PHONY: help install crds manifests cluster cluster-down dev test lint bench-local
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,3 +39,6 @@ manifests: $(STAMP) ## Generate manifests/templates/ (the seed's template collec
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
+
+bench-local: $(STAMP) ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
+	$(BIN)/python bench/bench_local.py

@@ -1,0 +1,87 @@
+"""Benchmark e2b-local with the unmodified async SDK: create, run, files, kill, 50 concurrent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+from e2b import AsyncSandbox, AsyncTemplate
+
+N = 30
+KEY = "e2b_bench0123456789"
+
+
+def pct(xs: list[float]) -> str:
+    xs = sorted(xs)
+    p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+    return f"p50 {statistics.median(xs) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms   (n={len(xs)})"
+
+
+async def bench(kw: dict[str, object]) -> None:
+    t = AsyncTemplate().from_debian_image().run_cmd("echo built > /opt/bench.txt", user="root")
+    await AsyncTemplate.build(t, "bench-tpl", **kw)
+    create, run, files, kill = [], [], [], []
+    blob = os.urandom(1 << 20)
+    for _ in range(N):
+        t0 = time.perf_counter()
+        s = await AsyncSandbox.create("bench-tpl", **kw)
+        create.append(time.perf_counter() - t0)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            await s.commands.run("true")
+            run.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await s.files.write("/tmp/blob", blob)
+        assert await s.files.read("/tmp/blob", format="bytes") == blob
+        files.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await s.kill()
+        kill.append(time.perf_counter() - t0)
+    print(f"create (built template)   {pct(create)}")
+    print(f'commands.run("true")      {pct(run)}')
+    print(f"files 1 MiB write+read    {pct(files)}")
+    print(f"kill                      {pct(kill)}")
+    t0 = time.perf_counter()
+    sbxs = await asyncio.gather(*(AsyncSandbox.create("bench-tpl", **kw) for _ in range(50)))
+    wall = time.perf_counter() - t0
+    outs = await asyncio.gather(*(s.commands.run("cat /opt/bench.txt") for s in sbxs))
+    assert all(o.stdout == "built\n" for o in outs)
+    print(f"50 sandboxes running at once: {wall:.2f} s wall (all answered a command)")
+    await asyncio.gather(*(s.kill() for s in sbxs))
+
+
+def main() -> None:
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    state = tempfile.mkdtemp(prefix="e2b-local-bench-")
+    exe = os.path.join(os.path.dirname(sys.executable), "e2b-local")
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), "--state-dir", state, "--api-key", KEY],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        asyncio.run(bench({"api_url": url, "sandbox_url": url, "api_key": KEY}))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        subprocess.run(["rm", "-rf", state], check=False)
+
+
+if __name__ == "__main__":
+    main()
