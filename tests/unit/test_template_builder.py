@@ -5,8 +5,8 @@ import yaml
 
 from e2b_operator import api
 from e2b_operator.api.crds import render
+from e2b_operator.api.layout import health_check, main_command, main_script_path
 from e2b_operator.toolkit import TemplateBuilder, TemplateType
-from e2b_operator.toolkit.layout import health_check, main_command, main_script_path
 
 SCRIPT = """import json
 import sys

@@ -95,25 +95,27 @@ class E2BDeploymentSpec(K8sModel):
     timeout_seconds: int = Field(default=300, ge=1, le=86400)
     """Sandbox timeout in seconds (1-86400); the operator keeps healthy sandboxes alive."""
     paused: bool = False
-    """Stop reconciling: no sandboxes are created, replaced or deleted while true."""
+    """Pause every sandbox (E2B keeps its memory and files); setting it back to false
+    resumes them. Nothing is created, replaced or health-checked while paused."""
     strategy: Strategy = Field(default_factory=Strategy)
     """How sandboxes are replaced on change."""
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     """Health checking of running sandboxes."""
 
 
-SandboxPhase = Literal["Pending", "Creating", "Running", "Unhealthy", "Terminating", "Failed"]
+SandboxPhase = Literal["Starting", "Running", "Unhealthy", "Paused", "Terminating"]
 
 
 class SandboxStatus(StatusModel):
     """One sandbox instance of the deployment."""
 
-    index: int = Field(ge=0, le=100000)
-    """Instance index; selects the per-instance config."""
-    sandbox_id: str | None = Field(default=None, max_length=253, alias="sandboxID")
+    sandbox_id: str = Field(max_length=253, alias="sandboxID")
     """E2B sandbox ID."""
-    phase: SandboxPhase = "Pending"
-    """Pending, Creating, Running, Unhealthy, Terminating or Failed."""
+    index: int = Field(ge=0, le=100000)
+    """Instance index; selects the per-instance config. During a rollout an old and a new
+    sandbox can share an index."""
+    phase: SandboxPhase = "Starting"
+    """Starting, Running, Unhealthy, Paused or Terminating."""
     healthy: bool | None = None
     """Result of the last health check."""
     template_hash: str | None = Field(default=None, max_length=128)
@@ -154,10 +156,10 @@ class E2BDeploymentStatus(StatusModel):
     """E2B template ID the current sandboxes are created from."""
     conditions: Conditions = Field(default_factory=list)
     """Ready, Reconciling, Stalled and Progressing conditions."""
-    sandboxes: Annotated[list[SandboxStatus], ListMap("index")] = Field(
-        default_factory=list, max_length=1000
+    sandboxes: Annotated[list[SandboxStatus], ListMap("sandboxID")] = Field(
+        default_factory=list, max_length=2000
     )
-    """Per-sandbox state, keyed by index."""
+    """Per-sandbox state, keyed by sandboxID."""
 
 
 def selector_for(name: str) -> str:

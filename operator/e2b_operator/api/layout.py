@@ -1,43 +1,65 @@
-"""Where an E2BTemplate's files live inside a sandbox: part of the API contract."""
+"""Where an E2BTemplate's files live inside a sandbox and how its main script runs.
+
+Part of the API contract: the operator's build steps, the deployer's executions and the
+builder's default health check all read it from here.
+"""
 
 from __future__ import annotations
 
 import shlex
+from pathlib import PurePosixPath
 
-APP_DIR = "/app"
-"""Working directory of every sandbox; files.modules are written here, next to the main script."""
-FILE_DIRS = {
+APP_DIR = PurePosixPath("/app")
+"""Working directory of every sandbox; the main script and files.modules live here."""
+
+SECTION_DIRS = {
     "modules": APP_DIR,
-    "configs": f"{APP_DIR}/configs",
-    "data": f"{APP_DIR}/data",
-    "scripts": f"{APP_DIR}/scripts",
+    "configs": APP_DIR / "config",
+    "data": APP_DIR / "data",
+    "scripts": APP_DIR / "scripts",
 }
-"""Directory of each files.* map; map keys are paths relative to it."""
-INSTANCE_CONFIG = f"{APP_DIR}/instance.json"
+"""Directory of each `spec.files` map; its keys are paths relative to it."""
+
+INSTANCE_CONFIG = APP_DIR / "instance.json"
 """The instance's JSON configuration, written by the operator after create."""
-MAIN_LOG = f"{APP_DIR}/main.log"
+MAIN_LOG = APP_DIR / "main.log"
 """stdout and stderr of the main script started in each deployment sandbox."""
 
 
-def main_script_path(runtime: str) -> str:
-    """Path of files.mainScript: main.js for node runtimes, main.py otherwise."""
-    return f"{APP_DIR}/main.js" if runtime.startswith("node") else f"{APP_DIR}/main.py"
+def is_node(runtime: str) -> bool:
+    return str(runtime).startswith("node")
 
 
-def interpreter(runtime: str) -> str:
-    return "node" if runtime.startswith("node") else "python3"
+def main_script_path(runtime: str) -> PurePosixPath:
+    """/app/main.js for node runtimes, /app/main.py otherwise."""
+    return APP_DIR / ("main.js" if is_node(runtime) else "main.py")
 
 
-def main_command(runtime: str, config_json: str | None = None) -> str:
-    """Shell command running the main script with a JSON config as argv[1] (the seed's way)."""
-    cmd = f"{interpreter(runtime)} {main_script_path(runtime)}"
-    return f"{cmd} {shlex.quote(config_json)}" if config_json is not None else cmd
+def main_command(runtime: str) -> list[str]:
+    """argv that runs the main script; the JSON config is appended as argv[1] (the seed's way)."""
+    return ["node" if is_node(runtime) else "python3", str(main_script_path(runtime))]
 
 
-def file_paths(files: dict[str, dict[str, str]]) -> dict[str, str]:
+def main_shell(runtime: str, config_json: str) -> str:
+    """main_command with the config, as one shell command line."""
+    return shlex.join([*main_command(runtime), config_json])
+
+
+def health_check(runtime: str) -> str:
+    """A cheap check that passes offline: the main script is there and the interpreter runs."""
+    probe = "node -e 'JSON.parse(\"{}\")'" if is_node(runtime) else "python3 -c 'import json'"
+    return f"test -f {main_script_path(runtime)} && {probe}"
+
+
+def sandbox_path(section: str, relative: str) -> PurePosixPath:
+    """Absolute sandbox path of a file in one of the `spec.files` maps."""
+    return SECTION_DIRS[section] / relative
+
+
+def file_paths(files: dict[str, dict[str, str] | None]) -> dict[str, str]:
     """Absolute sandbox path -> content for every files.* map (not the main script)."""
-    out: dict[str, str] = {}
-    for group, directory in FILE_DIRS.items():
-        for rel, content in (files.get(group) or {}).items():
-            out[f"{directory}/{rel.lstrip('/')}"] = content
-    return out
+    return {
+        str(sandbox_path(section, rel)): content
+        for section in SECTION_DIRS
+        for rel, content in (files.get(section) or {}).items()
+    }

@@ -26,7 +26,7 @@ from e2b_operator.api import (
 )
 from e2b_operator.api.meta import DNS_SUBDOMAIN
 
-from . import layout
+from ..api import layout
 
 KIND = "E2BTemplate"
 
