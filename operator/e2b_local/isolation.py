@@ -232,7 +232,8 @@ def cleanup_stale_cgroups(caps: HostCaps) -> int:
     return removed
 
 
-def remove_stale_cgroup_dirs(caps: HostCaps) -> None:
+def remove_stale_cgroup_dirs(caps: HostCaps, parents: bool = False) -> None:
+    """Remove empty per-sandbox cgroups (and the e2b-local parents when `parents`)."""
     for ctl in CGROUP_CONTROLLERS:
         parent = CGROUP_ROOT / ctl / CGROUP_PARENT
         if caps.cgroups.get(ctl) and parent.is_dir():
@@ -240,3 +241,6 @@ def remove_stale_cgroup_dirs(caps: HostCaps) -> None:
                 if child.is_dir():
                     with contextlib.suppress(OSError):
                         child.rmdir()
+            if parents:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()

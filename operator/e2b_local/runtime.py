@@ -96,6 +96,7 @@ class Runtime:
         )
         self.sandboxes.clear()
         isolation.umount_runfs(self.run_dir)
+        isolation.remove_stale_cgroup_dirs(self.caps, parents=True)
 
     def running_count(self) -> int:
         return self._starting + sum(1 for s in self.sandboxes.values() if s.state == "running")
