@@ -10,7 +10,7 @@ import pytest
 
 from e2b_operator.api import KINDS, problems
 from e2b_operator.controlplane.cluster import LocalCluster
-from unit.test_crds import DEPLOYMENT, EXAMPLES, INVALID, TEMPLATE
+from unit.test_crds import DEPLOYMENT, EXAMPLES, EXECUTION, INVALID, TEMPLATE
 
 pytestmark = pytest.mark.cluster
 
@@ -117,3 +117,47 @@ def test_explain_shows_descriptions(kube: LocalCluster) -> None:
     assert "memoryMB" in out and "MiB" in out
     out = kube.kubectl("explain", "e2bdeployment.spec.strategy.rollingUpdate").stdout
     assert "maxSurge" in out and "percentage" in out
+
+
+def test_execution_spec_is_immutable(kube: LocalCluster, namespace: str) -> None:
+    _apply(kube, namespace, EXECUTION).check_returncode()
+    got = json.loads(kube.kubectl("-n", namespace, "get", "e2bx", "x", "-o", "json").stdout)
+    assert got["spec"]["timeoutSeconds"] == 60
+    edit = kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "e2bx",
+        "x",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"input": {"n": 2}}}),
+        check=False,
+    )
+    assert edit.returncode != 0
+    assert "spec is immutable once the execution has started" in edit.stderr
+    status = {
+        "status": {
+            "phase": "Succeeded",
+            "target": "deployment/d",
+            "exitCode": 0,
+            "result": [1, {"a": "b"}],
+        }
+    }
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "e2bx",
+        "x",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    kube.kubectl("-n", namespace, "label", "e2bx", "x", "run=1")  # metadata stays editable
+    out = kube.kubectl("-n", namespace, "get", "e2bx").stdout.splitlines()
+    assert out[0].split() == ["NAME", "PHASE", "TARGET", "EXIT", "AGE"]
+    assert out[1].split()[:4] == ["x", "Succeeded", "deployment/d", "0"]
+    got = json.loads(kube.kubectl("-n", namespace, "get", "e2bx", "x", "-o", "json").stdout)
+    assert got["status"]["result"] == [1, {"a": "b"}]

@@ -41,6 +41,12 @@ DEPLOYMENT: dict[str, Any] = {
     "metadata": {"name": "d"},
     "spec": {"templateRef": {"name": "t"}},
 }
+EXECUTION: dict[str, Any] = {
+    "apiVersion": API,
+    "kind": "E2BExecution",
+    "metadata": {"name": "x"},
+    "spec": {"deploymentRef": {"name": "d"}, "input": {"symbols": ["AAPL"], "n": 1}},
+}
 SECRET_ENV = {"secretKeyRef": {"name": "s", "key": "k"}}
 
 
@@ -60,6 +66,10 @@ def _t(**spec: Any) -> dict[str, Any]:
 
 def _d(**spec: Any) -> dict[str, Any]:
     return _obj(DEPLOYMENT, **spec)
+
+
+def _x(**spec: Any) -> dict[str, Any]:
+    return _obj(EXECUTION, **spec)
 
 
 def _files(script: str | None) -> dict[str, Any]:
@@ -149,6 +159,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("missing-template-ref", _d(templateRef=None), "spec.templateRef"),
     ("unknown-field", _d(replica=2), "spec.replica"),
+    ("execution-both-targets", _x(templateRef={"name": "t"}), "spec"),
+    ("execution-no-target", _x(deploymentRef=None), "spec"),
+    (
+        "execution-sandbox-without-deployment",
+        _x(deploymentRef=None, templateRef={"name": "t"}, sandboxID="sbx"),
+        "spec.sandboxID",
+    ),
+    ("execution-timeout-zero", _x(timeoutSeconds=0), "spec.timeoutSeconds"),
+    ("execution-timeout-too-large", _x(timeoutSeconds=3601), "spec.timeoutSeconds"),
+    ("execution-input-not-object", _x(input=[1, 2]), "spec.input"),
 ]
 
 
@@ -204,6 +224,8 @@ def test_schema_is_structural(kind: str) -> None:
         assert node.get("additionalProperties", True) is not False, path
         if node.get("x-kubernetes-int-or-string"):
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+        elif node.get("x-kubernetes-preserve-unknown-fields") and "type" not in node:
+            assert path == ".status.result", f"{path}: untyped (any JSON) node"
         else:
             assert "type" in node, f"{path}: no type"
             assert "anyOf" not in node and "oneOf" not in node, path
@@ -264,6 +286,24 @@ def test_problems_name_the_field(obj: dict[str, Any], field: str) -> None:
 def test_minimal_objects_are_valid() -> None:
     assert problems("E2BTemplate", TEMPLATE) == []
     assert problems("E2BDeployment", DEPLOYMENT) == []
+    assert problems("E2BExecution", EXECUTION) == []
+
+
+def test_execution_crd() -> None:
+    x = crd("E2BExecution")
+    assert x["metadata"]["name"] == "e2bexecutions.e2b.dev"
+    assert x["spec"]["names"]["shortNames"] == ["e2bx"]
+    (version,) = x["spec"]["versions"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == [
+        "Phase",
+        "Target",
+        "Exit",
+    ]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["timeoutSeconds"]["default"] == 60
+    assert spec["properties"]["input"]["x-kubernetes-preserve-unknown-fields"] is True
+    rules = {r["rule"]: r["message"] for r in spec["x-kubernetes-validations"]}
+    assert "spec is immutable" in rules["self == oldSelf"]
 
 
 def test_defaults_like_the_apiserver() -> None:

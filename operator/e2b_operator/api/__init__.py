@@ -18,6 +18,7 @@ from .deployment import (
     ready_text,
     selector_for,
 )
+from .execution import E2BExecution, E2BExecutionSpec, E2BExecutionStatus
 from .meta import Condition, EnvVar, EnvVarSource, ObjectRef, SecretKeySelector, TemplateEnvVar
 from .rules import Rule
 from .template import (
@@ -46,6 +47,9 @@ __all__ = [
     "E2BDeployment",
     "E2BDeploymentSpec",
     "E2BDeploymentStatus",
+    "E2BExecution",
+    "E2BExecutionSpec",
+    "E2BExecutionStatus",
     "E2BTemplate",
     "E2BTemplateSpec",
     "E2BTemplateStatus",

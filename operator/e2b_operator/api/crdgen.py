@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .deployment import E2BDeployment, E2BDeploymentSpec, E2BDeploymentStatus
+from .execution import E2BExecution, E2BExecutionSpec, E2BExecutionStatus
 from .schema import structural
 from .template import E2BTemplate, E2BTemplateSpec, E2BTemplateStatus
 
@@ -94,6 +95,24 @@ KINDS: tuple[Kind, ...] = (
             AGE,
         ],
         scale=True,
+    ),
+    Kind(
+        kind="E2BExecution",
+        plural="e2bexecutions",
+        short_names=["e2bx"],
+        model=E2BExecution,
+        spec=E2BExecutionSpec,
+        status=E2BExecutionStatus,
+        description="E2BExecution runs a template's main script once with a JSON input.",
+        columns=[
+            column("Phase", ".status.phase"),
+            column("Target", ".status.target"),
+            column("Exit", ".status.exitCode", "integer"),
+            column("Duration", ".status.durationSeconds", "number", priority=1),
+            column("Sandbox", ".status.sandboxID", priority=1),
+            column("Reason", ".status.reason", priority=1),
+            AGE,
+        ],
     ),
 )
 

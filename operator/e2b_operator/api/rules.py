@@ -38,8 +38,17 @@ class Rule:
             out["reason"] = self.reason
         return out
 
+    @property
+    def transition(self) -> bool:
+        """A transition rule (uses oldSelf): the apiserver checks it on updates only."""
+        return "oldSelf" in self.rule
+
     def holds(self, value: Any) -> bool:
-        """Evaluate against a wire-form value; an evaluation error counts as a failure."""
+        """Evaluate against a wire-form value; an evaluation error counts as a failure.
+
+        Transition rules hold for a new object (validation here is of a create)."""
+        if self.transition:
+            return True
         try:
             return _compile(self.rule).execute({"self": value}) is True
         except Exception:  # the apiserver rejects on evaluation errors too
