@@ -3,8 +3,9 @@
 from e2b_operator.api import Runtime, TemplateType
 
 from .builder import TemplateBuilder
+from .registry import TemplateRegistry
 
 RuntimeEnvironment = Runtime
 """The seed's name for the runtime enum."""
 
-__all__ = ["Runtime", "RuntimeEnvironment", "TemplateBuilder", "TemplateType"]
+__all__ = ["Runtime", "RuntimeEnvironment", "TemplateBuilder", "TemplateRegistry", "TemplateType"]

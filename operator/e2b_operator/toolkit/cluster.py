@@ -1,0 +1,216 @@
+"""The toolkit's only door to Kubernetes: e2b.dev objects through kubernetes_asyncio.
+
+Every toolkit call goes through the Kubernetes API (and so through the operator), so what a
+script does, kubectl and GitOps see too. Failures become `ToolkitError`s with one-line messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from e2b_operator.api import GROUP, VERSION
+
+T = TypeVar("T")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+FIELD_MANAGER = "e2b-toolkit"
+KINDS = {"e2btemplates": "template", "e2bdeployments": "deployment", "e2bexecutions": "execution"}
+
+
+class ToolkitError(Exception):
+    """A toolkit failure with a one-line, user-facing message."""
+
+
+class NotFoundError(ToolkitError, LookupError):
+    """A named template, deployment, execution or sandbox does not exist."""
+
+
+class Conflict(ToolkitError):
+    """The object already exists or changed since it was read."""
+
+
+class ClusterUnreachable(ToolkitError):
+    """The Kubernetes API cannot be reached or the kubeconfig is unusable."""
+
+
+def resource_name(name: str) -> str:
+    """The object name for a seed-style id: 'python_base' -> 'python-base'."""
+    return name.strip().lower().replace("_", "-")
+
+
+def kubeconfig_path(kubeconfig: str | None = None) -> str:
+    """The kubeconfig file: the argument, else the first of $KUBECONFIG, else ~/.kube/config."""
+    if kubeconfig:
+        return kubeconfig
+    env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return env[0] if env else str(Path.home() / ".kube" / "config")
+
+
+def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The current context's namespace, the pod's namespace in a cluster, else 'default'."""
+    try:
+        contexts, current = config.list_kube_config_contexts(kubeconfig_path(kubeconfig))
+        chosen = (
+            next((c for c in contexts if c["name"] == context), current) if context else current
+        )
+        return chosen.get("context", {}).get("namespace") or "default"
+    except (config.ConfigException, OSError, TypeError, KeyError):
+        if SERVICE_ACCOUNT_NAMESPACE.exists():
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        return "default"
+
+
+async def connect(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """An ApiClient from the kubeconfig, or in-cluster credentials when there is none."""
+    path = kubeconfig_path(kubeconfig)
+    if not kubeconfig and not Path(path).exists() and "KUBERNETES_SERVICE_HOST" in os.environ:
+        config.load_incluster_config()
+        return client.ApiClient()
+    try:
+        return await config.new_client_from_config(config_file=path, context=context)
+    except (config.ConfigException, OSError) as exc:
+        raise ClusterUnreachable(f"cannot load kubeconfig {path}: {_line(exc)}") from exc
+
+
+def run_sync(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function to completion from synchronous code, even inside a running
+    event loop (then in a worker thread with its own loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = asyncio.run(fn())  # type: ignore[arg-type]
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="e2b-toolkit-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class Objects:
+    """CRUD of e2b.dev objects of one namespace; errors become ToolkitErrors."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api)
+
+    async def get(self, plural: str, name: str) -> dict[str, Any]:
+        return await self._call(
+            plural,
+            name,
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name),
+        )
+
+    async def find(self, plural: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self.get(plural, name)
+        except NotFoundError:
+            return None
+
+    async def list(self, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
+        found = await self._call(
+            plural,
+            "",
+            self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, label_selector=label_selector
+            ),
+        )
+        return sorted(found.get("items", []), key=lambda o: o["metadata"]["name"])
+
+    async def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            plural,
+            body["metadata"].get("name", ""),
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, body, field_manager=FIELD_MANAGER
+            ),
+        )
+
+    async def replace(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        return await self._call(
+            plural,
+            name,
+            self.custom.replace_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name, body, field_manager=FIELD_MANAGER
+            ),
+        )
+
+    async def patch(self, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch."""
+        return await self._call(
+            plural,
+            name,
+            self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+
+    async def delete(self, plural: str, name: str) -> None:
+        await self._call(
+            plural,
+            name,
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name, propagation_policy="Background"
+            ),
+        )
+
+    async def _call(self, plural: str, name: str, call: Awaitable[Any]) -> Any:
+        what = f"{KINDS.get(plural, plural)} {name!r}" if name else KINDS.get(plural, plural)
+        try:
+            return await call
+        except ApiException as exc:
+            if exc.status == 404 and name:
+                raise NotFoundError(f"{what} not found in namespace {self.namespace}") from exc
+            if exc.status == 409:
+                raise Conflict(f"{what}: {api_message(exc)}") from exc
+            if exc.status == 404:
+                raise ToolkitError(
+                    f"the {plural}.{GROUP} CRD is not installed in this cluster"
+                ) from exc
+            raise ToolkitError(f"{what}: {api_message(exc)}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            host = self.api.configuration.host
+            raise ClusterUnreachable(
+                f"cannot reach the Kubernetes API at {host}: {_line(exc)}"
+            ) from exc
+
+
+def api_message(exc: ApiException) -> str:
+    """The apiserver's own message from an ApiException body, on one line."""
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        message = exc.reason or str(exc.status)
+    return _line(message)
+
+
+def _line(value: Any) -> str:
+    return re.sub(r"\s+", " ", str(value)).strip()
