@@ -308,7 +308,7 @@ class TemplateStore:
 
     @staticmethod
     def _apply_meta(step: dict[str, Any], state: dict[str, Any]) -> bool:
-        """Apply ENV/WORKDIR/USER to the build state; True if the step is metadata only."""
+        """Apply ENV/WORKDIR/USER to the build state; True if nothing else is to run."""
         kind, args = step.get("type"), list(step.get("args") or [])
         if kind == "ENV":
             state["envs"].update(dict(zip(args[0::2], args[1::2], strict=False)))
@@ -318,6 +318,7 @@ class TemplateStore:
             return True
         if kind == "WORKDIR":
             state["workdir"] = args[0]
+            return True
         return False
 
     async def _run_steps(
@@ -347,12 +348,13 @@ class TemplateStore:
                 label = str(i)
                 kind, args = step.get("type"), list(step.get("args") or [])
                 build.log(f"[{i}/{len(steps)}] {kind} {' '.join(map(str, args))}", step=label)
-                if self._apply_meta(step, state) and kind != "WORKDIR":
-                    continue
                 if kind == "WORKDIR":
+                    # Created as root from the old workdir, as Docker's WORKDIR does.
                     script = f"mkdir -p {shlex.quote(args[0])}"
                     await self._exec(sbx, build, label, script, "root", state)
-                elif kind == "RUN":
+                if self._apply_meta(step, state):
+                    continue
+                if kind == "RUN":
                     user = args[1] if len(args) > 1 and args[1] else state["user"]
                     await self._exec(sbx, build, label, args[0], user, state)
                 elif kind == "COPY":

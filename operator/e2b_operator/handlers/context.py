@@ -1,0 +1,81 @@
+"""Services shared by all handlers, kept in kopf's memo: clients, settings, loop states."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..api import E2BTemplateSpec, E2BTemplateStatus
+from ..reconcile.deployment import TemplateView
+from ..reconcile.recipe import spec_hash
+from ..sandboxes.backend import SandboxBackend
+from ..sandboxes.templates import TemplateBuilds
+from .kube import Kube
+from .settings import Settings
+from .wakeups import Waker
+
+if TYPE_CHECKING:
+    from .deployments import LoopState
+
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    """What the template index keeps per E2BTemplate."""
+
+    view: TemplateView
+    spec: E2BTemplateSpec | None
+
+
+@dataclass
+class Services:
+    kube: Kube
+    backend: SandboxBackend
+    builds: TemplateBuilds
+    settings: Settings
+    templates: Mapping[Any, Any] = field(default_factory=dict)
+    """kopf's index of E2BTemplates: (namespace, name) -> TemplateEntry (set by handlers)."""
+    deployments: dict[str, LoopState] = field(default_factory=dict)
+    template_wakers: dict[str, Waker] = field(default_factory=dict)
+
+    def deployment_state(self, uid: str) -> LoopState:
+        from .deployments import LoopState
+
+        return self.deployments.setdefault(uid, LoopState())
+
+    def forget_deployment(self, uid: str) -> None:
+        self.deployments.pop(uid, None)
+
+    def template_waker(self, uid: str) -> Waker:
+        return self.template_wakers.setdefault(uid, Waker())
+
+    def template_view(
+        self, namespace: str, name: str
+    ) -> tuple[TemplateView | None, E2BTemplateSpec | None]:
+        """The named template as the index last saw it; (None, None) if it does not exist."""
+        store = self.templates.get((namespace, name))
+        entry: TemplateEntry | None = next(iter(store), None) if store else None
+        return (entry.view, entry.spec) if entry else (None, None)
+
+
+def template_entry(name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> TemplateEntry:
+    """Index value for one E2BTemplate body."""
+    try:
+        parsed: E2BTemplateSpec | None = E2BTemplateSpec.from_wire(spec)
+    except ValueError:
+        parsed = None
+    try:
+        st = E2BTemplateStatus.from_wire(status or {})
+    except ValueError:
+        st = E2BTemplateStatus()
+    current = parsed is not None and st.spec_hash == spec_hash(parsed)
+    ready = st.phase == "Ready" and current
+    view = TemplateView(
+        name=name,
+        ready=ready,
+        failed=st.phase == "Failed" and current,
+        template_id=st.template_id,
+        spec_hash=st.spec_hash if ready else None,
+        message=st.message or "",
+    )
+    return TemplateEntry(view, parsed)

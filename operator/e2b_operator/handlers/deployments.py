@@ -1,0 +1,467 @@
+"""E2BDeployment: one reconcile loop per object, observe -> decide -> act -> status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
+from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_shell
+from ..reconcile import deployment as rd
+from ..reconcile.conditions import Want, merge
+from ..reconcile.config import config_problem, instance_config
+from ..reconcile.expectations import Expectations
+from ..reconcile.hashing import stable_hash
+from ..reconcile.health import Health
+from ..reconcile.observed import (
+    MANAGED_BY,
+    META_DEPLOYMENT,
+    META_DEPLOYMENT_UID,
+    META_INDEX,
+    META_MANAGED_BY,
+    META_NAMESPACE,
+    META_TEMPLATE_HASH,
+    ObservedSandbox,
+)
+from ..sandboxes.errors import BackendError
+from .context import Services
+from .kube import SecretMissing
+from .status import StatusWriter
+from .wakeups import Waker
+
+PLURAL = "e2bdeployments"
+HEALTH_CONCURRENCY = 16
+
+
+@dataclass
+class LoopState:
+    """What one deployment's loop remembers between iterations (lost on restart by design:
+    sandboxes are re-listed from E2B, health is re-read from status)."""
+
+    waker: Waker = field(default_factory=Waker)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    expectations: Expectations = field(default_factory=Expectations)
+    health: dict[str, Health] = field(default_factory=dict)
+    nonces: dict[int, str] = field(default_factory=dict)
+    creating: set[int] = field(default_factory=set)
+    batch: int = 1
+    failures: int = 0
+    generation: int | None = None
+    seeded: bool = False
+    writer: StatusWriter | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Identity of the deployment being reconciled."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {META_DEPLOYMENT_UID: self.uid}
+
+
+async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) -> None:
+    """The daemon: reconcile now, then whenever poked or a timer is due, until stopped."""
+    target = Target(body.metadata.namespace, body.metadata.name, body.metadata.uid)
+    state = services.deployment_state(target.uid)
+    state.writer = StatusWriter(services.kube, PLURAL, target.namespace, target.name)
+    while not stopped:
+        async with state.lock:
+            if stopped:
+                break
+            delay = await reconcile(services, target, body, state, logger)
+        await state.waker.sleep(delay, stopped)
+
+
+async def reconcile(
+    services: Services, target: Target, body: kopf.Body, state: LoopState, logger: Any
+) -> float:
+    """One pass; returns seconds until the next pass is due."""
+    now = datetime.now(UTC)
+    generation = body.metadata.get("generation") or 0
+    state.generation = generation
+    assert state.writer is not None
+    previous = _previous_status(state.writer.known(body))
+    try:
+        spec = E2BDeploymentSpec.from_wire(body.spec)
+    except ValidationError as exc:
+        await state.writer.write(body, _invalid_status(previous, generation, str(exc), now))
+        return 300.0
+    if not state.seeded:
+        _seed_health(state, previous)
+    view, tspec = services.template_view(target.namespace, spec.template_ref.name)
+    problem: rd.Problem | None = None
+    envs: dict[str, str] = {}
+    if (why := config_problem(spec)) is not None:
+        problem = rd.Problem("InvalidConfig", why, stalled=True)
+    try:
+        envs = await _resolve_env(services, target.namespace, spec)
+    except SecretMissing as exc:
+        problem = rd.Problem(
+            "SecretNotFound", f"{exc}; create it or fix spec.env[].valueFrom", stalled=True
+        )
+    sandboxes: list[ObservedSandbox] = []
+    try:
+        listed = await services.backend.list(target.selector)
+        sandboxes = state.expectations.apply(listed, time.monotonic())
+        if tspec is not None and not spec.paused:
+            await _check_health(services, spec, tspec, sandboxes, state, now)
+    except BackendError as exc:
+        problem = rd.Problem(exc.reason, exc.message, stalled=not exc.transient)
+    wanted = _wanted_hashes(spec, view, envs_spec=spec.wire().get("env", []))
+    obs = rd.Observation(
+        generation=generation,
+        name=target.name,
+        spec=spec,
+        template=view,
+        wanted_hashes=wanted,
+        sandboxes=tuple(sandboxes),
+        health=dict(state.health),
+        previous=previous,
+        now=now,
+        has_health_check=bool(tspec and tspec.hooks and tspec.hooks.health_check),
+        problem=problem,
+        creating=frozenset(state.creating),
+    )
+    plan = rd.decide(obs)
+    await state.writer.write(body, plan.status)
+    if problem is not None:
+        state.failures += 1
+        if problem.stalled:
+            return services.settings.error_backoff_max_seconds
+        return _backoff(state.failures, services.settings.error_backoff_max_seconds)
+    state.failures = 0
+    if plan.idle:
+        return _next_due(spec, state, sandboxes, now)
+    try:
+        await _act(services, target, spec, tspec, view, envs, wanted, plan, state, body, logger)
+    except BackendError as exc:
+        state.failures += 1
+        kopf.warn(body, reason=exc.reason, message=exc.message)
+        return _backoff(state.failures, services.settings.error_backoff_max_seconds)
+    return 0.0
+
+
+# -- acting -----------------------------------------------------------------------------------
+
+
+async def _act(
+    services: Services,
+    target: Target,
+    spec: E2BDeploymentSpec,
+    tspec: E2BTemplateSpec | None,
+    view: rd.TemplateView | None,
+    envs: dict[str, str],
+    wanted: dict[int, str],
+    plan: rd.Plan,
+    state: LoopState,
+    body: kopf.Body,
+    logger: Any,
+) -> None:
+    backend = services.backend
+    cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
+    for s in plan.pause:
+        await backend.pause(s.sandbox_id)
+        kopf.info(body, reason="Paused", message=f"paused sandbox {s.sandbox_id}")
+    for s in plan.resume:
+        await backend.resume(s.sandbox_id, spec.timeout_seconds)
+        kopf.info(body, reason="Resumed", message=f"resumed sandbox {s.sandbox_id}")
+    for s in plan.keepalive:
+        await backend.set_timeout(s.sandbox_id, spec.timeout_seconds)
+    await _gather(
+        [_delete(services, s, why, cleanup, state, body) for s, why in plan.delete],
+        limit=services.settings.create_batch_max,
+    )
+    if plan.create and view is not None and view.template_id and tspec is not None:
+        batch = plan.create[: state.batch]
+        results = await _gather(
+            [
+                _create(services, target, spec, tspec, view.template_id, envs, i, wanted[i], state)
+                for i in batch
+            ],
+            limit=services.settings.create_batch_max,
+        )
+        created = sum(1 for r in results if r is True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if created:
+            kopf.info(body, reason="Created", message=f"created {created} sandbox(es)")
+        # Slow start: double the batch while creates succeed, back to one on failure.
+        state.batch = 1 if errors else min(state.batch * 2, services.settings.create_batch_max)
+        if errors:
+            raise (
+                errors[0]
+                if isinstance(errors[0], BackendError)
+                else BackendError("CreateFailed", str(errors[0]))
+            )
+
+
+async def _create(
+    services: Services,
+    target: Target,
+    spec: E2BDeploymentSpec,
+    tspec: E2BTemplateSpec,
+    template_id: str,
+    envs: dict[str, str],
+    index: int,
+    wanted_hash: str,
+    state: LoopState,
+) -> bool:
+    nonce = state.nonces.setdefault(index, secrets.token_hex(4))
+    key = f"{target.uid}-{index}-{wanted_hash}-{nonce}"
+    metadata = {
+        META_MANAGED_BY: MANAGED_BY,
+        META_NAMESPACE: target.namespace,
+        META_DEPLOYMENT: target.name,
+        META_DEPLOYMENT_UID: target.uid,
+        META_TEMPLATE_HASH: wanted_hash,
+        META_INDEX: str(index),
+    }
+    instance_env = {
+        **envs,
+        "E2B_DEPLOYMENT": target.name,
+        "E2B_NAMESPACE": target.namespace,
+        "E2B_INSTANCE_INDEX": str(index),
+    }
+    state.creating.add(index)
+    try:
+        sandbox_id = await services.backend.create(
+            template_id,
+            metadata=metadata,
+            envs=instance_env,
+            timeout=spec.timeout_seconds,
+            idempotency_key=key,
+            internet=tspec.requirements.network_access,
+        )
+        now = datetime.now(UTC)
+        record = ObservedSandbox(sandbox_id, "running", metadata, started_at=now)
+        state.expectations.expect_created(record, time.monotonic())
+        state.nonces.pop(index, None)
+        config = instance_config(spec, index)
+        await services.backend.write_files(sandbox_id, {str(INSTANCE_CONFIG): json.dumps(config)})
+        await services.backend.start(
+            sandbox_id,
+            main_shell(tspec.requirements.runtime.value, json.dumps(config)),
+            envs=instance_env,
+            cwd=str(APP_DIR),
+            log=str(MAIN_LOG),
+        )
+        await _health_once(services, spec, tspec, sandbox_id, state, now)
+        return True
+    finally:
+        state.creating.discard(index)
+
+
+async def _delete(
+    services: Services,
+    s: ObservedSandbox,
+    why: str,
+    cleanup: str | None,
+    state: LoopState,
+    body: kopf.Body,
+) -> None:
+    if cleanup and s.state == "running":
+        # The sandbox goes anyway; a failed cleanup must not keep it alive.
+        with contextlib.suppress(BackendError):
+            await services.backend.run(
+                s.sandbox_id, cleanup, timeout=services.settings.cleanup_timeout_seconds
+            )
+    await services.backend.kill(s.sandbox_id)
+    state.expectations.expect_deleted(s.sandbox_id, time.monotonic())
+    state.health.pop(s.sandbox_id, None)
+    kopf.info(
+        body, reason="Killed", message=f"killed sandbox {s.sandbox_id} (instance {s.index}): {why}"
+    )
+
+
+async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
+    """Deletion: run the cleanup hook in every sandbox, kill them all, then let go."""
+    uid = body.metadata.uid
+    state = services.deployment_state(uid)
+    async with state.lock:
+        tspec = None
+        try:
+            spec = E2BDeploymentSpec.from_wire(body.spec)
+            _, tspec = services.template_view(body.metadata.namespace, spec.template_ref.name)
+        except ValidationError:
+            pass
+        cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
+        try:
+            sandboxes = await services.backend.list({META_DEPLOYMENT_UID: uid})
+            await _gather(
+                [
+                    _delete(services, s, "DeploymentDeleted", cleanup, state, body)
+                    for s in sandboxes
+                ],
+                limit=services.settings.create_batch_max,
+            )
+            left = await services.backend.list({META_DEPLOYMENT_UID: uid})
+        except BackendError as exc:
+            raise kopf.TemporaryError(
+                f"cannot clean up sandboxes yet: {exc.message}", delay=5
+            ) from exc
+        if left:
+            raise kopf.TemporaryError(f"{len(left)} sandbox(es) still exist; retrying", delay=2)
+    services.forget_deployment(uid)
+
+
+# -- observing --------------------------------------------------------------------------------
+
+
+async def _check_health(
+    services: Services,
+    spec: E2BDeploymentSpec,
+    tspec: E2BTemplateSpec,
+    sandboxes: list[ObservedSandbox],
+    state: LoopState,
+    now: datetime,
+) -> None:
+    interval = spec.health_check.interval_seconds
+    due = [
+        s
+        for s in sandboxes
+        if s.state == "running" and state.health.get(s.sandbox_id, Health()).due(now, interval)
+    ]
+    await _gather(
+        [_health_once(services, spec, tspec, s.sandbox_id, state, now) for s in due],
+        limit=HEALTH_CONCURRENCY,
+    )
+    known = {s.sandbox_id for s in sandboxes}
+    for sid in list(state.health):
+        if sid not in known:
+            del state.health[sid]
+
+
+async def _health_once(
+    services: Services,
+    spec: E2BDeploymentSpec,
+    tspec: E2BTemplateSpec,
+    sandbox_id: str,
+    state: LoopState,
+    now: datetime,
+) -> None:
+    check = tspec.hooks.health_check if tspec.hooks else None
+    previous = state.health.get(sandbox_id, Health())
+    if not check:
+        state.health[sandbox_id] = previous.record(True, "", now)
+        return
+    try:
+        outcome = await services.backend.run(
+            sandbox_id, check, timeout=spec.health_check.timeout_seconds
+        )
+        ok, message = outcome.ok, (outcome.stderr or outcome.stdout or outcome.error)[-512:]
+        if not ok:
+            message = f"health check exited {outcome.exit_code}: {message.strip()}"
+    except BackendError as exc:
+        if exc.reason == "SandboxNotFound":
+            return
+        ok, message = False, exc.message
+    state.health[sandbox_id] = previous.record(ok, message, now)
+
+
+def _seed_health(state: LoopState, previous: E2BDeploymentStatus | None) -> None:
+    """After a restart, take each sandbox's last known health from status (no flapping)."""
+    state.seeded = True
+    for entry in previous.sandboxes if previous else []:
+        if entry.sandbox_id and entry.healthy is not None:
+            state.health[entry.sandbox_id] = Health(
+                healthy=entry.healthy,
+                failures=entry.consecutive_failures,
+                since=entry.last_health_transition_time,
+                message=entry.message or "",
+                checked_at=None,
+            )
+
+
+async def _resolve_env(
+    services: Services, namespace: str, spec: E2BDeploymentSpec
+) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for var in spec.env:
+        if var.value_from is not None:
+            ref = var.value_from.secret_key_ref
+            env[var.name] = await services.kube.secret_value(namespace, ref.name, ref.key)
+        else:
+            env[var.name] = var.value or ""
+    return env
+
+
+def _wanted_hashes(
+    spec: E2BDeploymentSpec, view: rd.TemplateView | None, envs_spec: list[Any]
+) -> dict[int, str]:
+    """Per slot: what a current sandbox is made from (secret values excluded, references not)."""
+    base = view.spec_hash if view else None
+    return {
+        i: stable_hash(base, envs_spec, instance_config(spec, i), length=10)
+        for i in range(spec.replicas)
+    }
+
+
+def _previous_status(status: dict[str, Any]) -> E2BDeploymentStatus | None:
+    try:
+        return E2BDeploymentStatus.from_wire(status) if status else None
+    except ValidationError:
+        return None
+
+
+def _next_due(
+    spec: E2BDeploymentSpec, state: LoopState, sandboxes: list[ObservedSandbox], now: datetime
+) -> float:
+    if spec.paused:
+        return 300.0
+    interval = float(spec.health_check.interval_seconds)
+    waits = [interval]
+    for s in sandboxes:
+        h = state.health.get(s.sandbox_id)
+        if h and h.checked_at:
+            waits.append(interval - (now - h.checked_at).total_seconds())
+        if s.end_at:
+            left = (s.end_at - now).total_seconds() - spec.timeout_seconds * rd.KEEPALIVE_FRACTION
+            waits.append(left)
+    return max(min(waits), 0.5)
+
+
+def _backoff(failures: int, cap: float) -> float:
+    return min(cap, 0.5 * 2 ** min(failures, 10))
+
+
+async def _gather(coros: list[Any], limit: int) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def bounded(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(bounded(c) for c in coros), return_exceptions=True)
+
+
+def _invalid_status(
+    previous: E2BDeploymentStatus | None, generation: int, error: str, now: datetime
+) -> E2BDeploymentStatus:
+    """Status for a spec the models reject (only possible if the CRD lags the operator)."""
+    status = previous or E2BDeploymentStatus()
+    message = f"spec is invalid: {error}"[:32768]
+    wants = [
+        Want("Ready", False, "InvalidSpec", message),
+        Want("Reconciling", False, "InvalidSpec", message),
+        Want("Stalled", True, "InvalidSpec", message),
+    ]
+    return status.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": "Failed",
+            "conditions": merge(status.conditions, wants, generation=generation, now=now),
+        }
+    )

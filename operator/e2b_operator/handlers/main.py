@@ -1,0 +1,136 @@
+"""kopf wiring, and nothing else: `kopf run -m e2b_operator.handlers.main`.
+
+Each decorator hands over to the module named after its kind. Reconciliation is
+level-triggered: one daemon per object loops observe -> decide -> act, woken by watch
+events and by its own timers (health checks, keep-alive, build polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from ..api import GROUP, VERSION
+from ..sandboxes.backend import SandboxBackend
+from ..sandboxes.templates import TemplateBuilds
+from . import deployments, orphans, templates
+from .context import Services, template_entry
+from .kube import Kube
+from .settings import Settings, connection_from_env
+
+TEMPLATES = (GROUP, VERSION, "e2btemplates")
+DEPLOYMENTS = (GROUP, VERSION, "e2bdeployments")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.scanning.disabled = True
+    settings.posting.level = logging.INFO
+    settings.networking.request_timeout = 60
+    settings.watching.server_timeout = 300
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    kube = await Kube.connect()
+    connection = await connection_from_env(kube)
+    memo.services = Services(
+        kube=kube,
+        backend=SandboxBackend(connection),
+        builds=TemplateBuilds(connection),
+        settings=Settings.from_env(),
+    )
+    memo.sweeper = asyncio.create_task(orphans.sweep_forever(memo.services))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.sweeper
+    await memo.services.kube.close()
+
+
+@kopf.on.probe(id="deployments")
+def probe(memo: kopf.Memo, **_: Any) -> int:
+    return len(memo.services.deployments)
+
+
+# -- E2BTemplate ------------------------------------------------------------------------------
+
+
+@kopf.index(*TEMPLATES)
+def e2btemplates_by_name(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> Any:
+    return {(namespace, name): template_entry(name, spec, status)}
+
+
+@kopf.on.event(*TEMPLATES)
+def template_event(
+    body: kopf.Body, memo: kopf.Memo, e2bdeployments_by_template: Any, **_: Any
+) -> None:
+    services: Services = memo.services
+    services.template_waker(body.metadata.uid).poke()
+    for _name, uid in e2bdeployments_by_template.get(
+        (body.metadata.namespace, body.metadata.name), []
+    ):
+        services.deployment_state(uid).waker.poke()
+
+
+@kopf.daemon(*TEMPLATES, cancellation_timeout=30)
+async def template_daemon(
+    body: kopf.Body, stopped: Any, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    await templates.run(memo.services, body, stopped, logger)
+
+
+@kopf.on.delete(*TEMPLATES)
+async def template_delete(
+    body: kopf.Body, memo: kopf.Memo, e2bdeployments_by_template: Any, logger: Any, **_: Any
+) -> None:
+    users = [
+        n
+        for n, _ in e2bdeployments_by_template.get(
+            (body.metadata.namespace, body.metadata.name), []
+        )
+    ]
+    await templates.delete(memo.services, body, users, logger)
+    memo.services.template_wakers.pop(body.metadata.uid, None)
+
+
+# -- E2BDeployment ----------------------------------------------------------------------------
+
+
+@kopf.index(*DEPLOYMENTS)
+def e2bdeployments_by_template(namespace: str, name: str, uid: str, spec: Any, **_: Any) -> Any:
+    return {(namespace, (spec.get("templateRef") or {}).get("name")): (name, uid)}
+
+
+@kopf.on.event(*DEPLOYMENTS)
+def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    state = memo.services.deployment_state(body.metadata.uid)
+    if body.metadata.get("generation") != state.generation:
+        state.waker.poke()
+
+
+@kopf.daemon(*DEPLOYMENTS, cancellation_timeout=30)
+async def deployment_daemon(
+    body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
+) -> None:
+    memo.services.templates = e2btemplates_by_name
+    await deployments.run(memo.services, body, stopped, logger)
+
+
+@kopf.on.delete(*DEPLOYMENTS)
+async def deployment_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await deployments.delete(memo.services, body, logger)
+
+
+def _users(index: Any, template: kopf.Body) -> list[tuple[str, str]]:
+    """(name, uid) of the deployments referencing a template, from the deployment index."""
+    return list(index.get((template.metadata.namespace, template.metadata.name), []))

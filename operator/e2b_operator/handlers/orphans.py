@@ -1,0 +1,41 @@
+"""Kill sandboxes whose E2BDeployment no longer exists (deleted while the operator was down)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..reconcile.observed import MANAGED_BY, META_DEPLOYMENT_UID, META_MANAGED_BY
+from ..sandboxes.errors import BackendError
+from .context import Services
+
+log = logging.getLogger(__name__)
+
+
+async def sweep(services: Services) -> int:
+    """One sweep; returns how many orphans were killed."""
+    live = await services.kube.list_uids("e2bdeployments")
+    now = datetime.now(UTC)
+    grace = services.settings.orphan_grace_seconds
+    killed = 0
+    for s in await services.backend.list({META_MANAGED_BY: MANAGED_BY}):
+        uid = s.metadata.get(META_DEPLOYMENT_UID)
+        young = s.started_at is not None and (now - s.started_at).total_seconds() < grace
+        if uid and uid not in live and not young:
+            await services.backend.kill(s.sandbox_id)
+            log.info("killed orphaned sandbox %s of deleted deployment %s", s.sandbox_id, uid)
+            killed += 1
+    return killed
+
+
+async def sweep_forever(services: Services) -> None:
+    """Sweep every orphan_sweep_seconds until cancelled; failures wait for the next round."""
+    while True:
+        await asyncio.sleep(services.settings.orphan_sweep_seconds)
+        try:
+            await sweep(services)
+        except (BackendError, ApiException) as exc:
+            log.warning("orphan sweep failed, retrying next round: %s", exc)

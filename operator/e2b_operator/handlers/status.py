@@ -1,0 +1,53 @@
+"""Status writes that happen only when something changed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from ..api import K8sModel, plain
+from .kube import Kube
+
+ECHO_SECONDS = 10.0
+"""How long our own write may take to come back through the watch."""
+
+
+@dataclass
+class StatusWriter:
+    """Writes one object's status; skips writes that change nothing, including a repeat of
+    its own last write while the watch has not delivered it yet."""
+
+    kube: Kube
+    plural: str
+    namespace: str
+    name: str
+    last: dict[str, Any] = field(default_factory=dict)
+    last_at: float = 0.0
+    writes: int = 0
+
+    def known(self, body: kopf.Body) -> dict[str, Any]:
+        """The freshest status: our last write (the watch may not have delivered it yet),
+        else the object's."""
+        return self.last or plain(body.get("status") or {})
+
+    async def write(self, body: kopf.Body, status: K8sModel) -> bool:
+        new = status.wire()
+        old = plain(body.get("status") or {})
+        if _same(old, new):
+            return False
+        if new == self.last and time.monotonic() - self.last_at < ECHO_SECONDS:
+            return False
+        patch: dict[str, Any] = dict(new)
+        for key in old:
+            patch.setdefault(key, None)
+        await self.kube.patch_status(self.plural, self.namespace, self.name, patch)
+        self.last, self.last_at = new, time.monotonic()
+        self.writes += 1
+        return True
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return {k: v for k, v in old.items() if v is not None} == new

@@ -1,0 +1,356 @@
+"""E2BDeployment decisions: spec + template + observed sandboxes -> actions + status. No I/O.
+
+Each instance index 0..replicas-1 is a slot. A sandbox belongs to the slot named in its
+metadata and is *current* when it was made from the wanted hash of that slot (template
+build, env, config and the slot's own config). Rollouts fill slots with current sandboxes
+within maxSurge and retire outdated ones within maxUnavailable, as a Deployment does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..api import E2BDeploymentSpec, E2BDeploymentStatus, SandboxStatus, ready_text, selector_for
+from .conditions import Want, merge
+from .health import Health
+from .observed import ObservedSandbox
+
+KEEPALIVE_FRACTION = 0.5
+"""Refresh a sandbox's timeout once less than this share of it is left."""
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    """What a deployment needs to know of its E2BTemplate."""
+
+    name: str
+    ready: bool
+    failed: bool = False
+    template_id: str | None = None
+    spec_hash: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the deployment cannot proceed: a condition reason and a message a user can act on."""
+
+    reason: str
+    message: str
+    stalled: bool
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a decision depends on."""
+
+    generation: int
+    name: str
+    spec: E2BDeploymentSpec
+    template: TemplateView | None
+    wanted_hashes: dict[int, str]
+    sandboxes: tuple[ObservedSandbox, ...]
+    health: dict[str, Health]
+    previous: E2BDeploymentStatus | None
+    now: datetime
+    has_health_check: bool = True
+    problem: Problem | None = None
+    creating: frozenset[int] = frozenset()
+
+
+@dataclass
+class Plan:
+    """Actions for the handler to carry out, and the status to write."""
+
+    create: list[int] = field(default_factory=list)
+    delete: list[tuple[ObservedSandbox, str]] = field(default_factory=list)
+    pause: list[ObservedSandbox] = field(default_factory=list)
+    resume: list[ObservedSandbox] = field(default_factory=list)
+    keepalive: list[ObservedSandbox] = field(default_factory=list)
+    status: E2BDeploymentStatus = field(default_factory=E2BDeploymentStatus)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.create or self.delete or self.pause or self.resume or self.keepalive)
+
+
+def decide(obs: Observation) -> Plan:
+    """The one decision function for an E2BDeployment."""
+    plan = Plan()
+    spec = obs.spec
+    live = [s for s in obs.sandboxes if s.index >= 0]
+    plan.delete += [(s, "Unmanaged") for s in obs.sandboxes if s.index < 0]
+    blocked = obs.problem is not None or obs.template is None or not obs.template.ready
+    if spec.paused:
+        plan.pause = [s for s in live if s.state == "running"]
+    else:
+        plan.resume = [s for s in live if s.state == "paused"]
+        if not blocked:
+            _roll(obs, live, plan)
+        plan.keepalive = [s for s in live if s.state == "running" and _expiring(s, obs)]
+    plan.status = _status(obs, live, plan)
+    return plan
+
+
+def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
+    spec = obs.spec
+    desired = spec.replicas
+    slots: dict[int, list[ObservedSandbox]] = defaultdict(list)
+    for s in live:
+        slots[s.index].append(s)
+    deleting: set[str] = set()
+
+    def retire(s: ObservedSandbox, why: str) -> None:
+        deleting.add(s.sandbox_id)
+        plan.delete.append((s, why))
+
+    # Beyond replicas: scale down, highest index first.
+    for index in sorted((i for i in slots if i >= desired), reverse=True):
+        for s in slots.pop(index):
+            retire(s, "ScaledDown")
+    # Failed health: replace regardless of availability (it is not available anyway).
+    threshold = spec.health_check.failure_threshold
+    for members in slots.values():
+        for s in members:
+            if obs.health.get(s.sandbox_id, Health()).failures >= threshold:
+                retire(s, "Unhealthy")
+    # Duplicates of a current sandbox in one slot (a lost response, an adoption): keep one.
+    for members in slots.values():
+        current = [s for s in members if _current(s, obs) and s.sandbox_id not in deleting]
+        current.sort(key=lambda s: (not _ready(s, obs), s.started_at or obs.now))
+        for extra in current[1:]:
+            retire(extra, "Duplicate")
+    # Slots whose current sandbox is ready: their outdated sandboxes can go at no cost.
+    for members in slots.values():
+        if any(
+            _current(s, obs) and _ready(s, obs) and s.sandbox_id not in deleting for s in members
+        ):
+            for s in members:
+                if not _current(s, obs) and s.sandbox_id not in deleting:
+                    retire(s, "Replaced")
+    surge, unavailable = _budgets(spec)
+    if spec.strategy.type == "Recreate":
+        surge = 0
+        unavailable = desired
+    remaining = [s for s in live if s.sandbox_id not in deleting]
+    total = len(remaining) + len(obs.creating)
+    available = sum(1 for s in remaining if _ready(s, obs))
+    floor = desired - unavailable
+    outdated_slots = {s.index for s in remaining if not _current(s, obs) and s.index < desired}
+    # Fill empty slots first (always allowed up to replicas), then surge for outdated ones.
+    for index in range(desired):
+        has_current = (
+            any(_current(s, obs) for s in remaining if s.index == index) or index in obs.creating
+        )
+        if has_current:
+            continue
+        occupied = index in outdated_slots
+        if spec.strategy.type == "Recreate" and outdated_slots:
+            continue
+        if not occupied or total < desired + surge:
+            plan.create.append(index)
+            total += 1
+    # Retire outdated sandboxes whose slot has no ready replacement, within maxUnavailable.
+    for s in sorted(remaining, key=lambda s: (_ready(s, obs), -s.index)):
+        if _current(s, obs) or s.sandbox_id in deleting:
+            continue
+        if _ready(s, obs):
+            if available - 1 < floor:
+                continue
+            available -= 1
+        retire(s, "Outdated")
+
+
+def _budgets(spec: E2BDeploymentSpec) -> tuple[int, int]:
+    """maxSurge (rounded up) and maxUnavailable (rounded down), as a Deployment resolves them."""
+    ru = spec.strategy.rolling_update
+    surge = _resolve(ru.max_surge, spec.replicas, math.ceil)
+    unavailable = _resolve(ru.max_unavailable, spec.replicas, math.floor)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def _resolve(value: int | str, replicas: int, rounding) -> int:
+    if isinstance(value, int):
+        return value
+    return int(rounding(replicas * int(value.rstrip("%")) / 100))
+
+
+def _current(s: ObservedSandbox, obs: Observation) -> bool:
+    return s.template_hash == obs.wanted_hashes.get(s.index)
+
+
+def _ready(s: ObservedSandbox, obs: Observation) -> bool:
+    if s.state != "running":
+        return False
+    health = obs.health.get(s.sandbox_id)
+    if health is None:
+        return not obs.has_health_check
+    return health.healthy is True
+
+
+def _expiring(s: ObservedSandbox, obs: Observation) -> bool:
+    if s.end_at is None:
+        return False
+    left = s.end_at - obs.now
+    return left < timedelta(seconds=obs.spec.timeout_seconds * KEEPALIVE_FRACTION)
+
+
+def _status(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> E2BDeploymentStatus:
+    spec = obs.spec
+    gone = {s.sandbox_id for s, _ in plan.delete}
+    kept = [s for s in live if s.sandbox_id not in gone]
+    ready = [s for s in kept if _ready(s, obs) and s.index < spec.replicas]
+    updated = [s for s in kept if _current(s, obs)]
+    updated_ready = [s for s in ready if _current(s, obs)]
+    unhealthy = [s for s in live if obs.health.get(s.sandbox_id, Health()).healthy is False]
+    previous = obs.previous or E2BDeploymentStatus()
+    wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, plan)
+    phase = _phase(obs, wants)
+    entries = [_entry(s, obs, plan, gone) for s in sorted(live, key=_order)]
+    return E2BDeploymentStatus(
+        observed_generation=obs.generation,
+        phase=phase,
+        replicas=len(kept),
+        ready_replicas=len(ready),
+        updated_replicas=len(updated),
+        available_replicas=len(ready),
+        ready=ready_text(len(ready), spec.replicas),
+        selector=selector_for(obs.name),
+        template_id=(obs.template.template_id if obs.template else None) or previous.template_id,
+        conditions=merge(previous.conditions, wants, generation=obs.generation, now=obs.now),
+        sandboxes=entries,
+    )
+
+
+def _conditions(
+    obs: Observation,
+    existing: int,
+    updated_ready: int,
+    unhealthy: list[ObservedSandbox],
+    plan: Plan,
+) -> list[Want]:
+    spec = obs.spec
+    desired = spec.replicas
+    problem = obs.problem or _template_problem(obs)
+    stalled = problem is not None and problem.stalled
+    converged = (
+        updated_ready == desired and existing == desired and not plan.create and not obs.creating
+    )
+    if spec.paused:
+        paused_all = not plan.pause
+        ready = Want("Ready", False, "Paused", f"{desired} sandbox(es) paused; set paused: false")
+        reconciling = Want(
+            "Reconciling",
+            not paused_all,
+            "Pausing" if not paused_all else "Paused",
+            f"pausing {len(plan.pause)} sandbox(es)" if not paused_all else "paused",
+        )
+    elif problem is not None:
+        ready = Want("Ready", False, problem.reason, problem.message)
+        reconciling = Want("Reconciling", not stalled, problem.reason, problem.message)
+    elif converged:
+        ready = Want("Ready", True, "SandboxesReady", f"{updated_ready}/{desired} sandboxes ready")
+        reconciling = Want("Reconciling", False, "Converged", "")
+    else:
+        detail = _progress(obs, existing, updated_ready, plan)
+        ready = Want("Ready", False, "RolloutInProgress", detail)
+        reconciling = Want("Reconciling", True, "RolloutInProgress", detail)
+    stalled_want = Want(
+        "Stalled",
+        stalled,
+        problem.reason if stalled and problem else "NotStalled",
+        problem.message if stalled and problem else "",
+    )
+    if unhealthy:
+        ids = ", ".join(f"{s.sandbox_id} (instance {s.index})" for s in unhealthy[:10])
+        degraded = Want(
+            "Degraded",
+            True,
+            "SandboxUnhealthy",
+            f"health check failing in {ids}; replaced after "
+            f"{spec.health_check.failure_threshold} failures",
+        )
+    elif problem is not None and not stalled:
+        degraded = Want("Degraded", True, problem.reason, problem.message)
+    else:
+        degraded = Want("Degraded", False, "Healthy", "")
+    return [ready, reconciling, stalled_want, degraded]
+
+
+def _template_problem(obs: Observation) -> Problem | None:
+    ref = obs.spec.template_ref.name
+    tpl = obs.template
+    if tpl is None:
+        return Problem(
+            "TemplateNotFound",
+            f"E2BTemplate {ref!r} does not exist in this namespace; create it or fix "
+            "spec.templateRef.name",
+            stalled=True,
+        )
+    if tpl.failed:
+        return Problem(
+            "TemplateFailed",
+            f"E2BTemplate {ref!r} failed to build: {tpl.message}; fix the template",
+            stalled=True,
+        )
+    if not tpl.ready:
+        return Problem("TemplateNotReady", f"waiting for E2BTemplate {ref!r} to build", False)
+    return None
+
+
+def _progress(obs: Observation, existing: int, updated_ready: int, plan: Plan) -> str:
+    parts = [f"{updated_ready}/{obs.spec.replicas} updated sandboxes ready"]
+    if plan.create or obs.creating:
+        parts.append(f"creating {len(plan.create) + len(obs.creating)}")
+    if plan.delete:
+        parts.append(f"deleting {len(plan.delete)}")
+    if existing != obs.spec.replicas:
+        parts.append(f"{existing} exist")
+    return ", ".join(parts)
+
+
+def _phase(obs: Observation, wants: list[Want]) -> str:
+    by = {w.type: w for w in wants}
+    if obs.spec.paused:
+        return "Paused"
+    if by["Stalled"].status:
+        return "Failed"
+    if by["Ready"].status:
+        return "Degraded" if by["Degraded"].status else "Available"
+    if by["Degraded"].status:
+        return "Degraded"
+    return "Progressing"
+
+
+def _order(s: ObservedSandbox) -> tuple[int, str]:
+    return (s.index, s.sandbox_id)
+
+
+def _entry(s: ObservedSandbox, obs: Observation, plan: Plan, gone: set[str]) -> SandboxStatus:
+    health = obs.health.get(s.sandbox_id, Health())
+    if s.sandbox_id in gone:
+        phase = "Terminating"
+    elif s.state == "paused":
+        phase = "Paused"
+    elif health.healthy is False:
+        phase = "Unhealthy"
+    elif _ready(s, obs):
+        phase = "Running"
+    else:
+        phase = "Starting"
+    return SandboxStatus(
+        index=max(s.index, 0),
+        sandbox_id=s.sandbox_id,
+        phase=phase,
+        healthy=health.healthy,
+        template_hash=s.template_hash or None,
+        started_at=s.started_at,
+        last_health_transition_time=health.since,
+        consecutive_failures=health.failures,
+        message=health.message[:1024] or None,
+    )

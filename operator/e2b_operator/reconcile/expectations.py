@@ -1,0 +1,39 @@
+"""Creates and deletes in flight, so a stale listing never over-creates or resurrects.
+
+A sandbox the operator created counts as present until a listing shows it (or a TTL
+passes); one it killed counts as gone until a listing stops showing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .observed import ObservedSandbox
+
+TTL_SECONDS = 60.0
+
+
+@dataclass
+class Expectations:
+    created: dict[str, tuple[ObservedSandbox, float]] = field(default_factory=dict)
+    deleted: dict[str, float] = field(default_factory=dict)
+
+    def expect_created(self, sandbox: ObservedSandbox, now: float) -> None:
+        self.created[sandbox.sandbox_id] = (sandbox, now)
+
+    def expect_deleted(self, sandbox_id: str, now: float) -> None:
+        self.created.pop(sandbox_id, None)
+        self.deleted[sandbox_id] = now
+
+    def apply(self, listed: list[ObservedSandbox], now: float) -> list[ObservedSandbox]:
+        """The listing corrected by what is in flight; settled expectations are dropped."""
+        seen = {s.sandbox_id for s in listed}
+        for sid, (_, since) in list(self.created.items()):
+            if sid in seen or now - since > TTL_SECONDS:
+                del self.created[sid]
+        for sid, since in list(self.deleted.items()):
+            if sid not in seen or now - since > TTL_SECONDS:
+                del self.deleted[sid]
+        present = [s for s in listed if s.sandbox_id not in self.deleted]
+        present += [s for s, _ in self.created.values()]
+        return present

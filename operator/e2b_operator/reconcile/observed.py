@@ -1,0 +1,65 @@
+"""Plain records of what the operator observed in E2B: the input of every decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+SandboxState = Literal["running", "paused"]
+
+MANAGED_BY = "e2b-operator"
+"""Metadata keys the operator puts on every sandbox, so it can find and adopt them."""
+META_MANAGED_BY = "managed-by"
+META_NAMESPACE = "k8s-namespace"
+META_DEPLOYMENT = "k8s-deployment"
+META_DEPLOYMENT_UID = "k8s-deployment-uid"
+META_TEMPLATE_HASH = "template-hash"
+META_INDEX = "instance-index"
+
+
+@dataclass(frozen=True)
+class ObservedSandbox:
+    """One sandbox as listed by E2B."""
+
+    sandbox_id: str
+    state: SandboxState
+    metadata: dict[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+    end_at: datetime | None = None
+
+    @property
+    def index(self) -> int:
+        try:
+            return int(self.metadata.get(META_INDEX, "-1"))
+        except ValueError:
+            return -1
+
+    @property
+    def template_hash(self) -> str:
+        return self.metadata.get(META_TEMPLATE_HASH, "")
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """An E2B template build as last polled."""
+
+    template_id: str
+    build_id: str
+    status: Literal["waiting", "building", "ready", "error"]
+    logs: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """The result of one command run in a sandbox."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.error

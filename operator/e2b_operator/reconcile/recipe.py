@@ -1,0 +1,98 @@
+"""An E2BTemplate spec as an E2B build recipe: base image, ordered steps, start and ready.
+
+Mapping: runtime -> base image; env -> ENV; preInstall -> RUN; systemPackages -> apt;
+pythonPackages -> pip; nodePackages -> npm; files -> COPY into /app; postInstall -> RUN;
+preStart -> start command; healthCheck -> ready command; cpuCores/memoryMB -> build resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Literal
+
+from ..api import E2BTemplateSpec
+from ..api.layout import APP_DIR, file_paths, main_script_path
+from .hashing import stable_hash
+
+StepKind = Literal["env", "run", "apt", "pip", "npm", "files", "workdir"]
+
+
+class RecipeError(ValueError):
+    """The spec cannot be turned into a build; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    base: tuple[Literal["python", "node"], str]
+    steps: tuple[Step, ...]
+    start_cmd: str | None
+    ready_cmd: str | None
+    cpu_count: int
+    memory_mb: int
+
+
+def recipe(spec: E2BTemplateSpec) -> BuildRecipe:
+    """Translate a template spec into build steps, in the order they run."""
+    req = spec.requirements
+    runtime = req.runtime.value
+    base: tuple[Literal["python", "node"], str] = (
+        ("node", runtime.removeprefix("node"))
+        if runtime.startswith("node")
+        else ("python", runtime.removeprefix("python"))
+    )
+    hooks = spec.hooks
+    files = {str(main_script_path(runtime)): spec.files.main_script}
+    files.update(file_paths(spec.files.model_dump()))
+    for path in files:
+        _check_path(path)
+    # /app belongs to the sandbox user (uid 1000 on E2B images), so the operator can write
+    # each instance's config there and scripts can keep state next to themselves.
+    steps: list[Step] = [
+        Step("run", (f"mkdir -p {APP_DIR} && chown 1000:1000 {APP_DIR}",)),
+        Step("workdir", (str(APP_DIR),)),
+    ]
+    if req.env:
+        steps.append(Step("env", env={e.name: e.value for e in req.env}))
+    if hooks and hooks.pre_install:
+        steps.append(Step("run", (hooks.pre_install,)))
+    if req.system_packages:
+        steps.append(Step("apt", tuple(req.system_packages)))
+    if req.python_packages:
+        steps.append(Step("pip", tuple(req.python_packages)))
+    if req.node_packages:
+        steps.append(Step("npm", tuple(req.node_packages)))
+    steps.append(Step("files", (str(APP_DIR),), files=files))
+    if hooks and hooks.post_install:
+        steps.append(Step("run", (hooks.post_install,)))
+    start = hooks.pre_start if hooks else None
+    ready = hooks.health_check if hooks else None
+    return BuildRecipe(
+        base=base,
+        steps=tuple(steps),
+        start_cmd=start,
+        ready_cmd=ready or ("true" if start else None),
+        cpu_count=req.cpu_cores,
+        memory_mb=req.memory_mb,
+    )
+
+
+def spec_hash(spec: E2BTemplateSpec) -> str:
+    """Hash of everything that goes into the build (a change means a rebuild)."""
+    return stable_hash(spec.wire())
+
+
+def _check_path(path: str) -> None:
+    parts = PurePosixPath(path).parts
+    if ".." in parts or not path.startswith(f"{APP_DIR}/"):
+        raise RecipeError(
+            f"spec.files: path {path!r} leaves {APP_DIR}; use a relative path without '..'"
+        )
