@@ -1,0 +1,124 @@
+"""`kubectl apply -k manifests/` on a real kube-apiserver, and the operator's RBAC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2b_operator.controlplane.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+OPERATOR = "system:serviceaccount:e2b-system:e2b-operator"
+CRS = ("e2btemplates.e2b.dev", "e2bdeployments.e2b.dev", "e2bexecutions.e2b.dev")
+
+ALLOWED = [
+    *[(verb, cr) for cr in CRS for verb in ("get", "list", "watch", "patch")],
+    *[("patch", cr, "--subresource=status") for cr in CRS],
+    ("get", "secrets", "-n", "default"),
+    ("get", "secrets/e2b-api-key", "-n", "e2b-system"),
+    ("create", "events", "-n", "default"),
+    ("patch", "events", "-n", "default"),
+    ("create", "events.events.k8s.io", "-n", "default"),
+    ("patch", "events.events.k8s.io", "-n", "default"),
+]
+DENIED = [
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("list", "secrets", "-n", "e2b-system"),
+    ("create", "secrets", "-n", "default"),
+    ("delete", "secrets", "-n", "default"),
+    ("create", "pods", "-n", "default"),
+    ("get", "pods", "-n", "default"),
+    *[(verb, cr) for cr in CRS for verb in ("create", "update", "delete", "deletecollection")],
+    *[("update", cr, "--subresource=status") for cr in CRS],
+    ("list", "namespaces"),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "clusterkopfpeerings.kopf.dev"),
+    ("patch", "kopfpeerings.kopf.dev", "-n", "e2b-system"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("delete", "events", "-n", "default"),
+]
+
+
+@pytest.fixture(scope="module")
+def system_namespace(kube: LocalCluster) -> Iterator[None]:
+    """e2b-system created first, as the install steps do (its Secret goes in before the apply).
+
+    Everything the install adds is removed afterwards except the CRDs, which the session needs.
+    """
+    kube.kubectl("create", "namespace", "e2b-system")
+    yield
+    kube.kubectl("delete", "namespace", "e2b-system", "--wait=false", check=False)
+    kube.kubectl("delete", "clusterrolebinding,clusterrole", "e2b-operator", check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(kube: LocalCluster, system_namespace: None) -> str:
+    out = kube.kubectl("apply", "-k", str(MANIFESTS))
+    return out.stdout + out.stderr
+
+
+def test_server_dry_run(kube: LocalCluster, system_namespace: None) -> None:
+    out = kube.kubectl("apply", "--dry-run=server", "-k", str(MANIFESTS), check=False)
+    assert out.returncode == 0, out.stderr
+    # Exactly the install: no Secret (the key is never shipped), no examples.
+    objects = {line.split()[0] for line in out.stdout.splitlines()}
+    assert objects == {
+        "namespace/e2b-system",
+        "customresourcedefinition.apiextensions.k8s.io/e2bdeployments.e2b.dev",
+        "customresourcedefinition.apiextensions.k8s.io/e2bexecutions.e2b.dev",
+        "customresourcedefinition.apiextensions.k8s.io/e2btemplates.e2b.dev",
+        "serviceaccount/e2b-operator",
+        "clusterrole.rbac.authorization.k8s.io/e2b-operator",
+        "clusterrolebinding.rbac.authorization.k8s.io/e2b-operator",
+        "configmap/e2b-operator-settings",
+        "deployment.apps/e2b-operator",
+    }, out.stdout
+
+
+def test_install_meets_restricted_pod_security(installed: str) -> None:
+    assert "violate PodSecurity" not in installed, installed
+
+
+def test_deployment(kube: LocalCluster, installed: str) -> None:
+    got = json.loads(
+        kube.kubectl("-n", "e2b-system", "get", "deployment", "e2b-operator", "-o", "json").stdout
+    )
+    spec = got["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "e2b-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["command"][:2] == ["kopf", "run"]
+    assert {"--all-namespaces", "--standalone"} <= set(container["command"])
+    assert container["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "health",
+        "scheme": "HTTP",
+    }
+    assert container["envFrom"] == [{"configMapRef": {"name": "e2b-operator-settings"}}]
+    assert {"name": "E2B_API_KEY_SECRET", "value": "e2b-system/e2b-api-key"} in container["env"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def _can(kube: LocalCluster, verb: str, resource: str, *flags: str) -> bool:
+    flags = flags or ("--all-namespaces",)
+    out = kube.kubectl("auth", "can-i", verb, resource, f"--as={OPERATOR}", *flags, check=False)
+    assert out.stdout.strip() in ("yes", "no"), out.stderr
+    return out.returncode == 0
+
+
+@pytest.mark.parametrize("check", ALLOWED, ids=" ".join)
+def test_operator_may(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
+    assert _can(kube, *check)
+
+
+@pytest.mark.parametrize("check", DENIED, ids=" ".join)
+def test_operator_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
+    assert not _can(kube, *check)
