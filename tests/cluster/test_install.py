@@ -122,3 +122,32 @@ def test_operator_may(kube: LocalCluster, installed: str, check: tuple[str, ...]
 @pytest.mark.parametrize("check", DENIED, ids=" ".join)
 def test_operator_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
     assert not _can(kube, *check)
+
+
+def test_argocd_health_checks_merge_into_argocd_cm(kube: LocalCluster) -> None:
+    """The documented server-side apply adds the Lua keys and keeps the others."""
+    kube.kubectl("create", "namespace", "argocd")
+    try:
+        kube.kubectl("-n", "argocd", "create", "configmap", "argocd-cm", "--from-literal=url=x")
+        kube.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=e2b-health",
+            "-k",
+            str(MANIFESTS / "gitops" / "argocd"),
+        )
+        data = json.loads(
+            kube.kubectl("-n", "argocd", "get", "configmap", "argocd-cm", "-o", "json").stdout
+        )["data"]
+    finally:
+        kube.kubectl("delete", "namespace", "argocd", "--wait=false", check=False)
+    checks = MANIFESTS / "gitops" / "argocd" / "e2b.dev"
+    assert data == {
+        "url": "x",
+        **{
+            f"resource.customizations.health.e2b.dev_{kind}": (
+                checks / kind / "health.lua"
+            ).read_text()
+            for kind in ("E2BDeployment", "E2BTemplate")
+        },
+    }
