@@ -19,6 +19,7 @@ CRS = ("e2btemplates.e2b.dev", "e2bdeployments.e2b.dev", "e2bexecutions.e2b.dev"
 ALLOWED = [
     *[(verb, cr) for cr in CRS for verb in ("get", "list", "watch", "patch")],
     *[("patch", cr, "--subresource=status") for cr in CRS],
+    ("delete", "e2bexecutions.e2b.dev"),
     ("get", "secrets", "-n", "default"),
     ("get", "secrets/e2b-api-key", "-n", "e2b-system"),
     ("create", "events", "-n", "default"),
@@ -34,7 +35,8 @@ DENIED = [
     ("delete", "secrets", "-n", "default"),
     ("create", "pods", "-n", "default"),
     ("get", "pods", "-n", "default"),
-    *[(verb, cr) for cr in CRS for verb in ("create", "update", "delete", "deletecollection")],
+    *[(verb, cr) for cr in CRS for verb in ("create", "update", "deletecollection")],
+    *[("delete", cr) for cr in CRS[:2]],
     *[("update", cr, "--subresource=status") for cr in CRS],
     ("list", "namespaces"),
     ("get", "customresourcedefinitions.apiextensions.k8s.io"),
