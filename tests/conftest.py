@@ -6,10 +6,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from e2b_operator.controlplane import binaries
+from e2b_operator import localstack
+from e2b_operator.controlplane import binaries, processes
 from e2b_operator.controlplane.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,3 +42,56 @@ def namespace(kube: LocalCluster) -> Iterator[str]:
     kube.kubectl("create", "namespace", name)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def e2b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localstack.E2BLocal]:
+    """A real e2b-local server on a free loopback port."""
+    server = localstack.start_e2b_local(tmp_path_factory.mktemp("e2b"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kube: LocalCluster, e2b: localstack.E2BLocal, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator as a real `kopf run` process against the local cluster and e2b-local."""
+    proc = OperatorProcess(tmp_path_factory.mktemp("operator"), kube, e2b)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+class OperatorProcess:
+    """Start, stop and restart the operator; its log survives restarts."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "E2B_OPERATOR_ORPHAN_SWEEP_SECONDS": "3",
+        "E2B_OPERATOR_ORPHAN_GRACE_SECONDS": "5",
+    }
+
+    def __init__(self, workdir: Path, kube: LocalCluster, e2b: localstack.E2BLocal) -> None:
+        self.workdir, self.kube, self.e2b = workdir, kube, e2b
+        self.handle: localstack.Operator | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "logs" / "operator.log"
+
+    def start(self) -> None:
+        self.handle = localstack.start_operator(
+            self.workdir, self.kube.kubeconfig, self.e2b, self.ENV
+        )
+
+    def stop(self) -> None:
+        if self.handle:
+            self.handle.stop()
+            self.handle = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tail(self, lines: int = 60) -> str:
+        return processes.tail(self.log, lines)

@@ -1,0 +1,281 @@
+"""E2BDeployment end to end: real apiserver, real operator process, real SDK, e2b-local."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from e2b import Sandbox
+
+from e2b_operator.controlplane.cluster import LocalCluster
+from e2b_operator.localstack import E2BLocal
+from support import (
+    apply,
+    condition,
+    deployment,
+    get,
+    is_true,
+    sandboxes,
+    template,
+    wait_for,
+)
+
+
+@pytest.fixture
+def app(kube: LocalCluster, namespace: str, operator) -> str:
+    """A Ready template named app."""
+    apply(kube, namespace, template("app"))
+    wait_for(
+        lambda: is_true(get(kube, namespace, "e2bt", "app"), "Ready"),
+        120,
+        "template app Ready",
+        operator.tail,
+    )
+    return "app"
+
+
+def ready(kube: LocalCluster, namespace: str, name: str, replicas: int):
+    """A check: the deployment is Ready with exactly ``replicas`` ready sandboxes."""
+
+    def check():
+        obj = get(kube, namespace, "e2bd", name)
+        st = obj.get("status", {})
+        return (
+            is_true(obj, "Ready")
+            and st.get("readyReplicas") == replicas
+            and st.get("replicas") == replicas
+            and st.get("observedGeneration") == obj["metadata"]["generation"]
+            and obj
+        )
+
+    return check
+
+
+def owned(e2b: E2BLocal, obj: dict) -> list:
+    return sandboxes(e2b, **{"k8s-deployment-uid": obj["metadata"]["uid"]})
+
+
+def connect(e2b: E2BLocal, sandbox_id: str) -> Sandbox:
+    return Sandbox.connect(sandbox_id, api_key=e2b.api_key, api_url=e2b.url, sandbox_url=e2b.url)
+
+
+def test_deploy_three_then_scale(kube, namespace, e2b, app, operator) -> None:
+    apply(kube, namespace, deployment("web", app, replicas=3, config={"greeting": "hi"}))
+    obj = wait_for(ready(kube, namespace, "web", 3), 90, "3 ready", operator.tail)
+    found = owned(e2b, obj)
+    assert len(found) == 3
+    assert sorted(int(s.metadata["instance-index"]) for s in found) == [0, 1, 2]
+    for s in found:
+        assert s.metadata["k8s-namespace"] == namespace
+        assert s.metadata["k8s-deployment"] == "web"
+        assert s.metadata["managed-by"] == "e2b-operator"
+        assert s.metadata["template-hash"]
+    config = json.loads(connect(e2b, found[0].sandbox_id).files.read("/app/instance.json"))
+    assert config["greeting"] == "hi" and config["instanceIndex"] == int(
+        found[0].metadata["instance-index"]
+    )
+    columns = kube.kubectl("-n", namespace, "get", "e2bd", "web").stdout
+    assert "3/3" in columns and "SandboxesReady" in columns
+
+    kube.kubectl("-n", namespace, "scale", "e2bdeployment/web", "--replicas=5")
+    obj = wait_for(ready(kube, namespace, "web", 5), 90, "5 ready", operator.tail)
+    assert len(owned(e2b, obj)) == 5
+
+    kube.kubectl("-n", namespace, "scale", "e2bdeployment/web", "--replicas=1")
+    obj = wait_for(ready(kube, namespace, "web", 1), 90, "1 ready", operator.tail)
+    left = wait_for(lambda: (s := owned(e2b, obj)) and len(s) == 1 and s, 30, "scale-down")
+    assert left[0].metadata["instance-index"] == "0"
+
+
+def test_template_change_rolls_within_max_unavailable(kube, namespace, e2b, app, operator):
+    strategy = {"rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    apply(kube, namespace, deployment("roll", app, replicas=3, strategy=strategy))
+    obj = wait_for(ready(kube, namespace, "roll", 3), 90, "3 ready", operator.tail)
+    before = {s.sandbox_id for s in owned(e2b, obj)}
+    apply(kube, namespace, template("app", script="print('v2')"))
+    lowest = 3
+
+    def rolled():
+        nonlocal lowest
+        cur = get(kube, namespace, "e2bd", "roll")
+        lowest = min(lowest, cur.get("status", {}).get("readyReplicas", 0))
+        ids = {s.sandbox_id for s in owned(e2b, cur)}
+        return ids and not ids & before and len(ids) == 3 and ready(kube, namespace, "roll", 3)()
+
+    wait_for(rolled, 180, "every sandbox replaced", operator.tail)
+    assert lowest >= 2, f"ready dropped to {lowest} (< replicas - maxUnavailable = 2)"
+
+
+def test_sandbox_killed_behind_our_back_is_replaced(kube, namespace, e2b, app, operator):
+    apply(kube, namespace, deployment("heal", app, replicas=2))
+    obj = wait_for(ready(kube, namespace, "heal", 2), 90, "2 ready", operator.tail)
+    victim = owned(e2b, obj)[0].sandbox_id
+    assert Sandbox.kill(victim, api_key=e2b.api_key, api_url=e2b.url, sandbox_url=e2b.url)
+
+    def replaced():
+        ids = {s.sandbox_id for s in owned(e2b, obj)}
+        return len(ids) == 2 and victim not in ids and ready(kube, namespace, "heal", 2)()
+
+    wait_for(replaced, 90, "replacement of the killed sandbox", operator.tail)
+
+
+def test_unhealthy_sandbox_degrades_then_is_replaced(kube, namespace, e2b, app, operator):
+    apply(kube, namespace, deployment("sick", app, replicas=2))
+    obj = wait_for(ready(kube, namespace, "sick", 2), 90, "2 ready", operator.tail)
+    victim = owned(e2b, obj)[0].sandbox_id
+    connect(e2b, victim).commands.run("touch /tmp/sick")
+    degraded = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bd", "sick"), "Degraded") and o,
+        60,
+        "Degraded",
+        operator.tail,
+    )
+    assert victim in condition(degraded, "Degraded")["message"]
+    assert condition(degraded, "Degraded")["reason"] == "SandboxUnhealthy"
+
+    def replaced():
+        o = ready(kube, namespace, "sick", 2)()
+        ids = {s.sandbox_id for s in owned(e2b, obj)}
+        return o and victim not in ids and not is_true(o, "Degraded")
+
+    wait_for(replaced, 90, "unhealthy sandbox replaced", operator.tail)
+    events = kube.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    assert "Unhealthy" in events
+
+
+def test_pause_and_resume(kube, namespace, e2b, app, operator) -> None:
+    apply(kube, namespace, deployment("nap", app, replicas=2))
+    obj = wait_for(ready(kube, namespace, "nap", 2), 90, "2 ready", operator.tail)
+    ids = {s.sandbox_id for s in owned(e2b, obj)}
+    kube.kubectl(
+        "-n", namespace, "patch", "e2bd", "nap", "--type=merge", "-p", '{"spec":{"paused":true}}'
+    )
+
+    def paused():
+        states = {s.sandbox_id: s.state.value for s in owned(e2b, obj)}
+        o = get(kube, namespace, "e2bd", "nap")
+        return (
+            set(states) == ids
+            and set(states.values()) == {"paused"}
+            and (o["status"].get("phase") == "Paused")
+        )
+
+    wait_for(paused, 60, "all sandboxes paused", operator.tail)
+    kube.kubectl(
+        "-n", namespace, "patch", "e2bd", "nap", "--type=merge", "-p", '{"spec":{"paused":false}}'
+    )
+    wait_for(ready(kube, namespace, "nap", 2), 60, "resumed and ready", operator.tail)
+    assert {s.sandbox_id for s in owned(e2b, obj)} == ids, "resume must keep the same sandboxes"
+    assert {s.state.value for s in owned(e2b, obj)} == {"running"}
+
+
+@pytest.fixture
+def listener() -> Iterator[list[str]]:
+    """A loopback HTTP server recording the paths it is asked for."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    hits.append(f"port={server.server_address[1]}")
+    yield hits
+    server.shutdown()
+    thread.join()
+
+
+def test_delete_runs_cleanup_hook_then_kills_all(kube, namespace, e2b, operator, listener):
+    port = listener[0].split("=")[1]
+    hook = (
+        'python3 -c "import os, urllib.request; urllib.request.urlopen('
+        f"'http://127.0.0.1:{port}/cleaned/' + os.environ['E2B_INSTANCE_INDEX'])\""
+    )
+    spec = template("tidy", hooks={"healthCheck": "true", "cleanup": hook})
+    spec["spec"]["requirements"]["networkAccess"] = True
+    apply(kube, namespace, spec)
+    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "tidy"), "Ready"), 120, "built")
+    apply(kube, namespace, deployment("bye", "tidy", replicas=2))
+    obj = wait_for(ready(kube, namespace, "bye", 2), 90, "2 ready", operator.tail)
+    kube.kubectl("-n", namespace, "delete", "e2bd", "bye", "--timeout=60s")
+    assert sorted(listener[1:]) == ["/cleaned/0", "/cleaned/1"]
+    assert owned(e2b, obj) == []
+
+
+def test_operator_restart_mid_scale_leaves_no_duplicates(kube, namespace, e2b, app, operator):
+    apply(kube, namespace, deployment("big", app, replicas=1))
+    obj = wait_for(ready(kube, namespace, "big", 1), 90, "1 ready", operator.tail)
+    kube.kubectl("-n", namespace, "scale", "e2bdeployment/big", "--replicas=8")
+    wait_for(lambda: len(owned(e2b, obj)) >= 3, 60, "scale-up under way", operator.tail)
+    operator.restart()
+    wait_for(ready(kube, namespace, "big", 8), 120, "8 ready after restart", operator.tail)
+    found = owned(e2b, obj)
+    assert sorted(int(s.metadata["instance-index"]) for s in found) == list(range(8))
+
+
+def test_missing_secret_stalls_then_recovers(kube, namespace, e2b, app, operator) -> None:
+    env = [
+        {"name": "PLAIN", "value": "visible"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+    ]
+    apply(kube, namespace, deployment("sec", app, replicas=1, env=env))
+    stalled = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bd", "sec"), "Stalled") and o,
+        60,
+        "Stalled",
+        operator.tail,
+    )
+    assert condition(stalled, "Stalled")["reason"] == "SecretNotFound"
+    assert "creds" in condition(stalled, "Stalled")["message"]
+    secret_value = "s3cr3t-value-8f2a"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "data": {"token": base64.b64encode(secret_value.encode()).decode()},
+    }
+    apply(kube, namespace, secret)
+    obj = wait_for(ready(kube, namespace, "sec", 1), 120, "Ready after the Secret", operator.tail)
+    assert not is_true(obj, "Stalled")
+    sbx = connect(e2b, owned(e2b, obj)[0].sandbox_id)
+    assert sbx.commands.run("echo $TOKEN $PLAIN").stdout.split() == [secret_value, "visible"]
+    events = kube.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    assert secret_value not in json.dumps(obj) + events + operator.log.read_text()
+
+
+def test_unknown_template_stalls_then_recovers(kube, namespace, operator) -> None:
+    apply(kube, namespace, deployment("orphan", "later", replicas=1))
+    stalled = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bd", "orphan"), "Stalled") and o,
+        60,
+        "Stalled",
+        operator.tail,
+    )
+    assert condition(stalled, "Stalled")["reason"] == "TemplateNotFound"
+    assert "later" in condition(stalled, "Ready")["message"]
+    apply(kube, namespace, template("later"))
+    wait_for(ready(kube, namespace, "orphan", 1), 150, "Ready once the template exists")
+
+
+def test_backend_errors_back_off_and_converge(kube, namespace, e2b, app, operator) -> None:
+    headers = {"X-API-Key": e2b.api_key}
+    faults = "503:0.5:12@/v2/sandboxes,429:0.5:6@/v2/sandboxes,delay=0.3:0.3:10"
+    httpx.post(f"{e2b.url}/admin/faults", json={"spec": faults}, headers=headers).raise_for_status()
+    try:
+        apply(kube, namespace, deployment("flaky", app, replicas=3))
+        obj = wait_for(ready(kube, namespace, "flaky", 3), 180, "converged", operator.tail)
+    finally:
+        httpx.delete(f"{e2b.url}/admin/faults", headers=headers).raise_for_status()
+    assert len(owned(e2b, obj)) == 3

@@ -1,0 +1,49 @@
+"""E2BTemplate end to end: builds through the SDK into e2b-local."""
+
+from __future__ import annotations
+
+from support import apply, condition, deployment, get, is_true, template, wait_for
+
+
+def test_failing_build_stalls_with_its_log_then_recovers(kube, namespace, operator) -> None:
+    broken = template("bad", hooks={"postInstall": "echo about to fail; exit 3"})
+    apply(kube, namespace, broken)
+    obj = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bt", "bad"), "Stalled") and o,
+        120,
+        "Stalled",
+        operator.tail,
+    )
+    assert obj["status"]["phase"] == "Failed"
+    assert condition(obj, "Stalled")["reason"] == "BuildFailed"
+    assert any("about to fail" in line for line in obj["status"]["buildLogTail"])
+    columns = kube.kubectl("-n", namespace, "get", "e2bt", "bad").stdout
+    assert "Failed" in columns and "pythonBase" in columns
+    apply(kube, namespace, template("bad", hooks={"postInstall": "echo fixed"}))
+    obj = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bt", "bad"), "Ready") and o,
+        120,
+        "Ready after the fix",
+        operator.tail,
+    )
+    assert obj["status"]["templateID"] and obj["status"]["buildID"]
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
+    assert not is_true(obj, "Stalled") and obj["status"].get("buildLogTail") is None
+
+
+def test_delete_waits_while_a_deployment_uses_it(kube, namespace, operator) -> None:
+    apply(kube, namespace, template("shared"))
+    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "shared"), "Ready"), 120, "built")
+    apply(kube, namespace, deployment("user", "shared", replicas=0))
+    kube.kubectl("-n", namespace, "delete", "e2bt", "shared", "--wait=false")
+    held = wait_for(
+        lambda: (
+            (o := get(kube, namespace, "e2bt", "shared"))["status"].get("phase") == "Deleting" and o
+        ),
+        30,
+        "Deleting while in use",
+        operator.tail,
+    )
+    assert "user" in held["status"]["message"]
+    kube.kubectl("-n", namespace, "delete", "e2bd", "user", "--timeout=60s")
+    kube.kubectl("-n", namespace, "wait", "--for=delete", "e2bt/shared", "--timeout=60s")
