@@ -140,17 +140,18 @@ def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
     available = sum(1 for s in remaining if _ready(s, obs))
     floor = desired - unavailable
     outdated_slots = {s.index for s in remaining if not _current(s, obs) and s.index < desired}
-    # Fill empty slots first (always allowed up to replicas), then surge for outdated ones.
-    for index in range(desired):
-        has_current = (
-            any(_current(s, obs) for s in remaining if s.index == index) or index in obs.creating
-        )
-        if has_current:
-            continue
-        occupied = index in outdated_slots
-        if spec.strategy.type == "Recreate" and outdated_slots:
-            continue
-        if not occupied or total < desired + surge:
+    # Fill empty slots first, then surge into outdated ones; never above replicas + maxSurge.
+    missing = [
+        i
+        for i in range(desired)
+        if i not in obs.creating and not any(_current(s, obs) for s in remaining if s.index == i)
+    ]
+    empty = [i for i in missing if i not in outdated_slots]
+    surging = (
+        [] if spec.strategy.type == "Recreate" else [i for i in missing if i in outdated_slots]
+    )
+    for index in [*empty, *surging]:
+        if total < desired + surge:
             plan.create.append(index)
             total += 1
     # Retire outdated sandboxes whose slot has no ready replacement, within maxUnavailable.

@@ -1,0 +1,188 @@
+"""The pure E2BDeployment decision: scaling, rollouts, health, pause, conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from e2b_operator.api import E2BDeploymentSpec
+from e2b_operator.reconcile.deployment import Observation, Problem, TemplateView, decide
+from e2b_operator.reconcile.health import Health
+from e2b_operator.reconcile.observed import ObservedSandbox
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+READY_TEMPLATE = TemplateView("app", ready=True, template_id="tpl", spec_hash="h1")
+
+
+def spec(**kw) -> E2BDeploymentSpec:
+    return E2BDeploymentSpec.from_wire({"templateRef": {"name": "app"}, **kw})
+
+
+def sbx(sid: str, index: int, hash_: str = "new", state: str = "running", **kw) -> ObservedSandbox:
+    meta = {"instance-index": str(index), "template-hash": hash_}
+    return ObservedSandbox(sid, state, meta, started_at=NOW - timedelta(minutes=1), **kw)
+
+
+def observe(sp: E2BDeploymentSpec, sandboxes=(), healthy=(), unhealthy=(), **kw) -> Observation:
+    health = {s: Health(healthy=True) for s in healthy}
+    health.update({s: Health(healthy=False, failures=f) for s, f in dict(unhealthy).items()})
+    args = {
+        "generation": 3,
+        "name": "web",
+        "spec": sp,
+        "template": READY_TEMPLATE,
+        "wanted_hashes": dict.fromkeys(range(sp.replicas), "new"),
+        "sandboxes": tuple(sandboxes),
+        "health": health,
+        "previous": None,
+        "now": NOW,
+    }
+    args.update(kw)
+    return Observation(**args)
+
+
+def conditions(plan) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in plan.status.conditions}
+
+
+def test_creates_every_missing_slot_and_reports_progress() -> None:
+    plan = decide(observe(spec(replicas=3)))
+    assert plan.create == [0, 1, 2]
+    assert conditions(plan)["Ready"] == ("False", "RolloutInProgress")
+    assert conditions(plan)["Reconciling"] == ("True", "RolloutInProgress")
+    assert plan.status.observed_generation == 3
+    assert plan.status.selector == "e2b.dev/deployment=web"
+
+
+def test_converged_deployment_is_ready_and_idle() -> None:
+    boxes = [sbx("a", 0), sbx("b", 1)]
+    plan = decide(observe(spec(replicas=2), boxes, healthy=["a", "b"]))
+    assert plan.idle
+    assert conditions(plan)["Ready"] == ("True", "SandboxesReady")
+    assert conditions(plan)["Stalled"][0] == "False"
+    assert plan.status.ready == "2/2" and plan.status.phase == "Available"
+
+
+def test_in_flight_creates_are_not_repeated() -> None:
+    plan = decide(observe(spec(replicas=2), [sbx("a", 0)], healthy=["a"], creating=frozenset({1})))
+    assert plan.create == []
+
+
+def test_scale_down_removes_highest_indexes() -> None:
+    boxes = [sbx(f"s{i}", i) for i in range(5)]
+    plan = decide(observe(spec(replicas=2), boxes, healthy=[b.sandbox_id for b in boxes]))
+    assert sorted(s.sandbox_id for s, why in plan.delete if why == "ScaledDown") == [
+        "s2",
+        "s3",
+        "s4",
+    ]
+    assert plan.create == []
+
+
+def test_duplicates_in_a_slot_keep_one() -> None:
+    boxes = [sbx("a", 0), sbx("dup", 0), sbx("b", 1)]
+    plan = decide(observe(spec(replicas=2), boxes, healthy=["a", "b"]))
+    assert [(s.sandbox_id, why) for s, why in plan.delete] == [("dup", "Duplicate")]
+
+
+@pytest.mark.parametrize("surge,unavailable", [(1, 1), (0, 1), (1, 0), ("25%", "25%"), (2, 0)])
+def test_rollout_never_drops_below_replicas_minus_max_unavailable(surge, unavailable) -> None:
+    """Simulate a rollout step by step: every create becomes ready at the next step."""
+    replicas = 4
+    sp = spec(
+        replicas=replicas,
+        strategy={"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+    )
+    floor = replicas - (unavailable if isinstance(unavailable, int) else 1)
+    ceiling = replicas + (surge if isinstance(surge, int) else 1)
+    boxes = {f"old{i}": sbx(f"old{i}", i, hash_="old") for i in range(replicas)}
+    counter = 0
+    for _step in range(30):
+        plan = decide(observe(sp, boxes.values(), healthy=list(boxes)))
+        for s, _why in plan.delete:
+            del boxes[s.sandbox_id]
+        ready = len(boxes)
+        assert ready >= floor, f"only {ready} ready after deletes"
+        for index in plan.create:
+            counter += 1
+            boxes[f"new{counter}"] = sbx(f"new{counter}", index)
+        assert len(boxes) <= ceiling, f"{len(boxes)} sandboxes exceed replicas + maxSurge"
+        if plan.idle:
+            break
+    assert sorted(s.index for s in boxes.values()) == list(range(replicas))
+    assert all(s.template_hash == "new" for s in boxes.values())
+
+
+def test_recreate_deletes_all_before_creating() -> None:
+    sp = spec(replicas=2, strategy={"type": "Recreate"})
+    boxes = [sbx("o0", 0, "old"), sbx("o1", 1, "old")]
+    plan = decide(observe(sp, boxes, healthy=["o0", "o1"]))
+    assert {s.sandbox_id for s, _ in plan.delete} == {"o0", "o1"}
+    assert plan.create == []
+
+
+def test_unhealthy_past_threshold_is_replaced_and_degrades() -> None:
+    sp = spec(replicas=2, healthCheck={"failureThreshold": 2})
+    boxes = [sbx("a", 0), sbx("b", 1)]
+    below = decide(observe(sp, boxes, healthy=["a"], unhealthy={"b": 1}))
+    assert below.delete == []
+    assert conditions(below)["Degraded"] == ("True", "SandboxUnhealthy")
+    past = decide(observe(sp, boxes, healthy=["a"], unhealthy={"b": 2}))
+    assert [(s.sandbox_id, why) for s, why in past.delete] == [("b", "Unhealthy")]
+
+
+def test_vanished_sandbox_slot_is_refilled() -> None:
+    plan = decide(observe(spec(replicas=2), [sbx("a", 0)], healthy=["a"]))
+    assert plan.create == [1]
+
+
+def test_paused_pauses_running_and_creates_nothing() -> None:
+    boxes = [sbx("a", 0), sbx("b", 1, state="paused")]
+    plan = decide(observe(spec(replicas=3, paused=True), boxes, healthy=["a"]))
+    assert [s.sandbox_id for s in plan.pause] == ["a"]
+    assert plan.create == [] and plan.delete == []
+    assert plan.status.phase == "Paused"
+    assert conditions(plan)["Ready"] == ("False", "Paused")
+
+
+def test_unpaused_resumes_paused_sandboxes() -> None:
+    plan = decide(observe(spec(replicas=1), [sbx("a", 0, state="paused")]))
+    assert [s.sandbox_id for s in plan.resume] == ["a"]
+
+
+def test_missing_template_stalls_without_touching_sandboxes() -> None:
+    plan = decide(observe(spec(replicas=2), [sbx("a", 0)], healthy=["a"], template=None))
+    assert plan.create == [] and plan.delete == []
+    assert conditions(plan)["Stalled"] == ("True", "TemplateNotFound")
+    assert plan.status.phase == "Failed"
+
+
+def test_transient_backend_problem_reconciles_and_degrades() -> None:
+    problem = Problem("RateLimited", "E2B is rate limiting requests", stalled=False)
+    plan = decide(observe(spec(replicas=1), problem=problem))
+    assert plan.create == []
+    assert conditions(plan)["Reconciling"] == ("True", "RateLimited")
+    assert conditions(plan)["Degraded"] == ("True", "RateLimited")
+    assert conditions(plan)["Stalled"][0] == "False"
+
+
+def test_expiring_sandboxes_get_keepalive() -> None:
+    sp = spec(replicas=1, timeoutSeconds=600)
+    soon = sbx("a", 0, end_at=NOW + timedelta(seconds=100))
+    assert [s.sandbox_id for s in decide(observe(sp, [soon], healthy=["a"])).keepalive] == ["a"]
+    later = sbx("a", 0, end_at=NOW + timedelta(seconds=500))
+    assert decide(observe(sp, [later], healthy=["a"])).keepalive == []
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    boxes = [sbx("a", 0)]
+    first = decide(observe(spec(replicas=1), boxes, healthy=["a"]))
+    later = NOW + timedelta(minutes=5)
+    again = decide(
+        observe(spec(replicas=1), boxes, healthy=["a"], previous=first.status, now=later)
+    )
+    assert again.status.conditions == first.status.conditions
+    flipped = decide(observe(spec(replicas=1), previous=first.status, now=later))
+    ready = next(c for c in flipped.status.conditions if c.type == "Ready")
+    assert ready.status == "False" and ready.last_transition_time == later

@@ -1,0 +1,90 @@
+"""The pure E2BTemplate decision and the spec -> build recipe mapping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from e2b_operator.api import E2BTemplateSpec, E2BTemplateStatus
+from e2b_operator.reconcile.deployment import Problem
+from e2b_operator.reconcile.observed import BuildProgress
+from e2b_operator.reconcile.recipe import RecipeError, recipe, spec_hash
+from e2b_operator.reconcile.template import TemplateObservation, decide_template
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+SPEC = E2BTemplateSpec.from_wire(
+    {
+        "type": "pythonBase",
+        "requirements": {
+            "runtime": "python3.12",
+            "pythonPackages": ["six"],
+            "systemPackages": ["curl"],
+            "env": [{"name": "MODE", "value": "x"}],
+            "cpuCores": 1,
+            "memoryMB": 512,
+        },
+        "files": {"mainScript": "print(1)", "modules": {"lib/util.py": "X = 1"}},
+        "hooks": {"preInstall": "echo pre", "preStart": "echo start", "healthCheck": "true"},
+    }
+)
+
+
+def test_recipe_maps_every_part_in_order() -> None:
+    r = recipe(SPEC)
+    assert r.base == ("python", "3.12")
+    assert (r.cpu_count, r.memory_mb) == (1, 512)
+    kinds = [s.kind for s in r.steps]
+    assert kinds == ["run", "workdir", "env", "run", "apt", "pip", "files"]
+    files = next(s for s in r.steps if s.kind == "files").files
+    assert files == {"/app/main.py": "print(1)", "/app/lib/util.py": "X = 1"}
+    assert (r.start_cmd, r.ready_cmd) == ("echo start", "true")
+
+
+def test_recipe_refuses_paths_leaving_app() -> None:
+    bad = SPEC.model_copy(
+        update={"files": SPEC.files.model_copy(update={"modules": {"../etc/x": "y"}})}
+    )
+    with pytest.raises(RecipeError, match=r"spec\.files"):
+        recipe(bad)
+
+
+def observe(**kw) -> TemplateObservation:
+    args = {"generation": 2, "spec_hash": spec_hash(SPEC), "previous": None, "build": None}
+    args.update(kw)
+    return TemplateObservation(now=NOW, **args)
+
+
+def test_new_spec_starts_a_build() -> None:
+    plan = decide_template(observe())
+    assert plan.action == "build"
+    assert plan.status.phase == "Building"
+
+
+def test_build_outcomes() -> None:
+    prev = E2BTemplateStatus(spec_hash=spec_hash(SPEC), build_id="b1", template_id="t1")
+    building = decide_template(observe(previous=prev, build=BuildProgress("t1", "b1", "building")))
+    assert (building.action, building.status.phase) == ("poll", "Building")
+    ready = decide_template(observe(previous=prev, build=BuildProgress("t1", "b1", "ready")))
+    assert (ready.action, ready.status.phase) == ("none", "Ready")
+    assert ready.status.built_at == NOW
+    failed = decide_template(
+        observe(previous=prev, build=BuildProgress("t1", "b1", "error", ("l1", "l2"), "boom"))
+    )
+    stalled = next(c for c in failed.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "BuildFailed")
+    assert failed.status.build_log_tail == ["l1", "l2"]
+
+
+def test_transient_backend_problem_keeps_polling() -> None:
+    prev = E2BTemplateStatus(spec_hash=spec_hash(SPEC), build_id="b1", template_id="t1")
+    plan = decide_template(observe(previous=prev, problem=Problem("BackendTimeout", "slow", False)))
+    assert plan.action == "poll"
+    reconciling = next(c for c in plan.status.conditions if c.type == "Reconciling")
+    assert (reconciling.status, reconciling.reason) == ("True", "BackendTimeout")
+
+
+def test_spec_error_fails_without_building() -> None:
+    plan = decide_template(observe(spec_error="spec.files: path leaves /app"))
+    assert plan.action == "none" and plan.status.phase == "Failed"
+    assert plan.status.build_id is None
