@@ -17,7 +17,7 @@ import kopf
 from ..api import GROUP, VERSION
 from ..sandboxes.backend import SandboxBackend
 from ..sandboxes.templates import TemplateBuilds
-from . import deployments, orphans, templates
+from . import deployments, executions, orphans, templates
 from .context import Services, template_entry
 from .kube import Kube
 from .settings import Settings, connection_from_env
@@ -134,3 +134,16 @@ async def deployment_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: 
 def _users(index: Any, template: kopf.Body) -> list[tuple[str, str]]:
     """(name, uid) of the deployments referencing a template, from the deployment index."""
     return list(index.get((template.metadata.namespace, template.metadata.name), []))
+
+
+# -- E2BExecution -----------------------------------------------------------------------------
+
+EXECUTIONS = (GROUP, VERSION, "e2bexecutions")
+
+
+@kopf.daemon(*EXECUTIONS, cancellation_timeout=30)
+async def execution_daemon(
+    body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
+) -> None:
+    memo.services.templates = e2btemplates_by_name
+    await executions.run(memo.services, body, stopped, logger)

@@ -3,9 +3,17 @@
 from e2b_operator.api import Runtime, TemplateType
 
 from .builder import TemplateBuilder
+from .deployer import TemplateDeployer
 from .registry import TemplateRegistry
 
 RuntimeEnvironment = Runtime
 """The seed's name for the runtime enum."""
 
-__all__ = ["Runtime", "RuntimeEnvironment", "TemplateBuilder", "TemplateRegistry", "TemplateType"]
+__all__ = [
+    "Runtime",
+    "RuntimeEnvironment",
+    "TemplateBuilder",
+    "TemplateDeployer",
+    "TemplateRegistry",
+    "TemplateType",
+]

@@ -1,0 +1,490 @@
+"""TemplateDeployer: the seed's deployer over E2BDeployment and E2BExecution objects.
+
+Async like the seed; `get_deployment_status` and `get_deployment_stats` are synchronous, as the
+seed calls them. Nothing here talks to E2B: a deployment is an E2BDeployment the operator
+runs, an execution an E2BExecution it runs, so kubectl and GitOps see every call.
+
+Streaming: the operator writes an execution's status when it starts and when it finishes, so
+`stream_execution` yields at that granularity (phase changes, then the stdout/stderr tails),
+not line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client
+
+from e2b_operator import api
+from e2b_operator.api import E2BDeploymentSpec
+from e2b_operator.reconcile.config import instance_config
+
+from .cluster import (
+    NotFoundError,
+    Objects,
+    ToolkitError,
+    connect,
+    default_namespace,
+    resource_name,
+    run_sync,
+)
+
+DEPLOYMENTS = "e2bdeployments"
+EXECUTIONS = "e2bexecutions"
+TEMPLATES = "e2btemplates"
+FINISHED = ("Succeeded", "Failed")
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+
+class DeploymentFailed(ToolkitError):
+    """The deployment stalled (e.g. its template failed to build) or never became ready."""
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+    """The status condition of that type, if any."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def ready_sandboxes(obj: Mapping[str, Any]) -> list[str]:
+    """IDs of the deployment's running, healthy sandboxes, by instance index."""
+    entries = (obj.get("status") or {}).get("sandboxes") or []
+    ok = [s for s in entries if s.get("phase") == "Running" and s.get("healthy") is not False]
+    return [s["sandboxID"] for s in sorted(ok, key=lambda s: s.get("index", 0))]
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """Ready condition True for the current generation, with every replica ready."""
+    ready = condition(obj, "Ready")
+    status = obj.get("status") or {}
+    return (
+        ready is not None
+        and ready.get("status") == "True"
+        and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+        and len(ready_sandboxes(obj)) >= obj["spec"].get("replicas", 1)
+    )
+
+
+def deployment_info(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's deployment dict for an E2BDeployment object."""
+    status = obj.get("status") or {}
+    ids = ready_sandboxes(obj)
+    ready = condition(obj, "Ready")
+    return {
+        "deployment": obj["metadata"]["name"],
+        "namespace": obj["metadata"]["namespace"],
+        "template": obj["spec"]["templateRef"]["name"],
+        "sandbox_id": ids[0] if ids else None,
+        "sandbox_ids": ids,
+        "status": status.get("phase") or "Pending",
+        "ready": status.get("ready") or f"0/{obj['spec'].get('replicas', 1)}",
+        "replicas": obj["spec"].get("replicas", 1),
+        "message": (ready or {}).get("message", ""),
+        "deployed_at": obj["metadata"].get("creationTimestamp"),
+    }
+
+
+def execution_result(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's execution result dict for a finished (or running) E2BExecution."""
+    status = obj.get("status") or {}
+    ok = status.get("phase") == "Succeeded"
+    return {
+        "status": "success" if ok else "error",
+        "result": status.get("result"),
+        "result_truncated": bool(status.get("resultTruncated")),
+        "error": None if ok else (status.get("message") or status.get("phase") or "not finished"),
+        "reason": status.get("reason"),
+        "stdout": status.get("stdoutTail", ""),
+        "stderr": status.get("stderrTail", ""),
+        "exit_code": status.get("exitCode"),
+        "duration": status.get("durationSeconds"),
+        "execution": obj["metadata"]["name"],
+        "sandbox_id": status.get("sandboxID"),
+        "phase": status.get("phase") or "Pending",
+    }
+
+
+def single_list_key(config: Mapping[str, Any] | None) -> str | None:
+    """The one list-valued key of config, if there is exactly one (the default shardBy)."""
+    keys = [k for k, v in (config or {}).items() if isinstance(v, list)]
+    return keys[0] if len(keys) == 1 else None
+
+
+class TemplateDeployer:
+    """Deploy templates, run their main scripts, scale, update and clean up."""
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        api_client: client.ApiClient | None = None,
+        poll_seconds: float = 0.5,
+        ready_timeout: float = 300.0,
+        progress: Progress | None = None,
+    ) -> None:
+        """api_client: use this client (not closed here) instead of one per call;
+        progress: called with a one-line message while waiting."""
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.namespace = namespace or default_namespace(kubeconfig, context)
+        self.api_client = api_client
+        self.poll_seconds = poll_seconds
+        self.ready_timeout = ready_timeout
+        self.progress = progress
+
+    # -- deployments -------------------------------------------------------------------------
+
+    async def deploy_template(
+        self,
+        template: str,
+        config: Mapping[str, Any] | None = None,
+        replicas: int = 1,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+        instance_configs: list[dict[str, Any]] | None = None,
+        shard_by: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an E2BDeployment of the template and (by default) wait until it is Ready."""
+        tname = resource_name(template)
+        spec: dict[str, Any] = {"templateRef": {"name": tname}, "replicas": replicas}
+        if config:
+            spec["config"] = dict(config)
+        if env:
+            spec["env"] = [{"name": k, "value": str(v)} for k, v in env.items()]
+        if instance_configs is not None:
+            spec["instanceConfigs"] = instance_configs
+        if shard_by:
+            spec["shardBy"] = shard_by
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": "E2BDeployment",
+            "metadata": {"name": name or f"{tname[:50]}-{secrets.token_hex(3)}"},
+            "spec": spec,
+        }
+        found = api.problems("E2BDeployment", body)
+        if found:
+            raise api.InvalidObject("deployment", found)
+
+        async def create(objects: Objects) -> dict[str, Any]:
+            await objects.get(TEMPLATES, tname)  # NotFoundError names the missing template
+            return await objects.create(DEPLOYMENTS, body)
+
+        created = await self._call(create)
+        if not wait:
+            return deployment_info(created)
+        return await self.wait_ready(created["metadata"]["name"])
+
+    async def wait_ready(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """Poll the deployment until Ready; DeploymentFailed when it stalls or times out."""
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        last = ""
+        while True:
+            obj = await self._call(lambda o: o.get(DEPLOYMENTS, name))
+            info = deployment_info(obj)
+            if is_ready(obj):
+                return info
+            stalled = condition(obj, "Stalled")
+            if stalled and stalled.get("status") == "True":
+                raise DeploymentFailed(f"deployment {name!r} failed: {stalled.get('message')}")
+            line = f"deployment {name}: {info['status']} {info['ready']} {info['message']}".strip()
+            if line != last and self.progress:
+                self.progress(line)
+            last = line
+            if time.monotonic() > deadline:
+                raise DeploymentFailed(f"deployment {name!r} not ready in time: {line}")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def scale_template(
+        self,
+        template: str,
+        instances: int,
+        config: Mapping[str, Any] | None = None,
+        instance_configs: list[dict[str, Any]] | None = None,
+        shard_by: str | None = None,
+        name: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deploy `instances` sandboxes of the template, each with its own configuration.
+
+        Per instance: instance_configs[i] merged over config, or the items of the list
+        config[shard_by] dealt round-robin; with neither, a config with exactly one list
+        value is sharded by it (the seed's {"symbols": [...]} example). One dict per instance.
+        """
+        if instance_configs is None and shard_by is None:
+            shard_by = single_list_key(config)
+        info = await self.deploy_template(
+            template,
+            config=config,
+            replicas=instances,
+            name=name,
+            instance_configs=instance_configs,
+            shard_by=shard_by,
+        )
+        obj = await self._call(lambda o: o.get(DEPLOYMENTS, info["deployment"]))
+        spec = E2BDeploymentSpec.from_wire(obj["spec"])
+        by_index = {
+            s["index"]: s["sandboxID"]
+            for s in obj["status"].get("sandboxes", [])
+            if s["sandboxID"] in info["sandbox_ids"]
+        }
+        return [
+            {**info, "index": i, "sandbox_id": by_index.get(i), "config": instance_config(spec, i)}
+            for i in range(instances)
+        ]
+
+    async def scale(self, deployment: str, replicas: int, wait: bool = True) -> dict[str, Any]:
+        """Set a deployment's replicas (like kubectl scale) and wait until Ready."""
+        obj = await self._call(lambda o: o.get(DEPLOYMENTS, deployment))
+        await self._call(
+            lambda o: o.patch(DEPLOYMENTS, deployment, {"spec": {"replicas": replicas}})
+        )
+        name = obj["metadata"]["name"]
+        if wait:
+            return await self.wait_ready(name)
+        return deployment_info(await self._call(lambda o: o.get(DEPLOYMENTS, name)))
+
+    async def update_template(
+        self, target: str, template: str, wait: bool = True
+    ) -> dict[str, Any]:
+        """Roll the deployment of `target` (a deployment name or one of its sandbox IDs) to
+        another template; the operator replaces its sandboxes. Waits until Ready."""
+        obj, _ = await self._locate(target)
+        name, tname = obj["metadata"]["name"], resource_name(template)
+        await self._call(lambda o: o.get(TEMPLATES, tname))
+        await self._call(
+            lambda o: o.patch(DEPLOYMENTS, name, {"spec": {"templateRef": {"name": tname}}})
+        )
+        if wait:
+            return await self.wait_ready(name)
+        return deployment_info(await self._call(lambda o: o.get(DEPLOYMENTS, name)))
+
+    async def cleanup(self, target: str) -> bool:
+        """Delete the deployment of `target` (a name or a sandbox ID); the operator kills its
+        sandboxes. False when there is nothing to delete."""
+        try:
+            obj, _ = await self._locate(target)
+        except NotFoundError:
+            return False
+        await self._call(lambda o: o.delete(DEPLOYMENTS, obj["metadata"]["name"]))
+        return True
+
+    def get_deployment_status(self, target: str) -> dict[str, Any]:
+        """The seed's status dict of the deployment of `target` (a name or a sandbox ID)."""
+        obj, _ = run_sync(lambda: self._locate(target))
+        return deployment_info(obj)
+
+    def get_deployment_stats(self) -> dict[str, Any]:
+        """Totals over the namespace's deployments and executions."""
+
+        async def stats(objects: Objects) -> dict[str, Any]:
+            deployments = await objects.list(DEPLOYMENTS)
+            executions = await objects.list(EXECUTIONS)
+            sandboxes = [
+                s for d in deployments for s in (d.get("status") or {}).get("sandboxes", [])
+            ]
+            by_template: dict[str, int] = {}
+            for d in deployments:
+                t = d["spec"]["templateRef"]["name"]
+                by_template[t] = by_template.get(t, 0) + 1
+            phases = [(x.get("status") or {}).get("phase") or "Pending" for x in executions]
+            return {
+                "namespace": self.namespace,
+                "total_deployments": len(deployments),
+                "ready_deployments": sum(1 for d in deployments if is_ready(d)),
+                "total_sandboxes": len(sandboxes),
+                "ready_sandboxes": sum(len(ready_sandboxes(d)) for d in deployments),
+                "unhealthy_sandboxes": sum(1 for s in sandboxes if s.get("healthy") is False),
+                "by_template": by_template,
+                "executions": {
+                    "total": len(executions),
+                    **{p.lower(): phases.count(p) for p in ("Pending", "Running", *FINISHED)},
+                },
+            }
+
+        return run_sync(lambda: self._call(stats))
+
+    async def health_check(self, sandbox_id: str) -> dict[str, Any]:
+        """The operator's last health check of the sandbox: status healthy, unhealthy or
+        starting, with its message."""
+        obj, entry = await self._locate(sandbox_id)
+        if entry is None:  # a deployment name: healthy when every replica is ready
+            info = deployment_info(obj)
+            healthy = is_ready(obj)
+            return {
+                "status": "healthy" if healthy else "unhealthy",
+                "deployment": info["deployment"],
+                "ready": info["ready"],
+                "message": info["message"],
+                "sandboxes": (obj.get("status") or {}).get("sandboxes", []),
+            }
+        phase = entry.get("phase")
+        if phase == "Running" and entry.get("healthy") is not False:
+            state = "healthy"
+        elif phase in ("Starting", "Paused"):
+            state = phase.lower()
+        else:
+            state = "unhealthy"
+        return {
+            "status": state,
+            "sandbox_id": sandbox_id,
+            "deployment": obj["metadata"]["name"],
+            "phase": phase,
+            "healthy": entry.get("healthy"),
+            "consecutive_failures": entry.get("consecutiveFailures", 0),
+            "message": entry.get("message") or "",
+        }
+
+    # -- executions --------------------------------------------------------------------------
+
+    async def execute_template(
+        self,
+        sandbox_id: str,
+        input_data: Mapping[str, Any] | None = None,
+        timeout: int = 60,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> dict[str, Any]:
+        """Run the template's main script in that sandbox with the JSON input; returns
+        status (success or error), result, error, stdout, stderr, exit_code and duration.
+        A crashing script or non-JSON output is status error, not an exception."""
+        obj, entry = await self._locate(sandbox_id)
+        return await self.execute(
+            deployment=obj["metadata"]["name"],
+            sandbox_id=sandbox_id if entry is not None else None,
+            input_data=input_data,
+            timeout=timeout,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+        )
+
+    async def execute(
+        self,
+        *,
+        deployment: str | None = None,
+        template: str | None = None,
+        sandbox_id: str | None = None,
+        input_data: Mapping[str, Any] | None = None,
+        timeout: int = 60,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> dict[str, Any]:
+        """Create an E2BExecution (in a ready sandbox of `deployment`, or in a new sandbox
+        from `template`) and wait for it to finish."""
+        name = await self.start_execution(
+            deployment=deployment,
+            template=template,
+            sandbox_id=sandbox_id,
+            input_data=input_data,
+            timeout=timeout,
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+        )
+        final: dict[str, Any] = {}
+        async for obj in self.stream_execution(name):
+            final = obj
+        return execution_result(final)
+
+    async def start_execution(
+        self,
+        *,
+        deployment: str | None = None,
+        template: str | None = None,
+        sandbox_id: str | None = None,
+        input_data: Mapping[str, Any] | None = None,
+        timeout: int = 60,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> str:
+        """Create the E2BExecution without waiting; returns its name."""
+        spec: dict[str, Any] = {"input": dict(input_data or {}), "timeoutSeconds": timeout}
+        if deployment:
+            spec["deploymentRef"] = {"name": deployment}
+        if template:
+            spec["templateRef"] = {"name": resource_name(template)}
+        if sandbox_id:
+            spec["sandboxID"] = sandbox_id
+        if ttl_seconds_after_finished is not None:
+            spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+        prefix = (deployment or resource_name(template or "x"))[:40]
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": "E2BExecution",
+            "metadata": {"name": f"{prefix}-{secrets.token_hex(4)}"},
+            "spec": spec,
+        }
+        found = api.problems("E2BExecution", body)
+        if found:
+            raise api.InvalidObject("execution", found)
+
+        async def create(objects: Objects) -> dict[str, Any]:
+            if deployment:
+                await objects.get(DEPLOYMENTS, deployment)
+            else:
+                await objects.get(TEMPLATES, spec["templateRef"]["name"])
+            return await objects.create(EXECUTIONS, body)
+
+        return (await self._call(create))["metadata"]["name"]
+
+    async def stream_execution(
+        self, name: str, wait_timeout: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield the execution object each time its status changes, until it finishes.
+
+        The operator writes status at start (Running) and at the end (output tails, result),
+        so this is the granularity of the stream. wait_timeout defaults to the execution's
+        timeout plus the deployment ready timeout (time to create a sandbox).
+        """
+        obj = await self._call(lambda o: o.get(EXECUTIONS, name))
+        limit = wait_timeout or obj["spec"].get("timeoutSeconds", 60) + self.ready_timeout
+        deadline = time.monotonic() + limit
+        seen: Any = None
+        while True:
+            status = obj.get("status") or {}
+            if status != seen:
+                seen = status
+                if self.progress:
+                    self.progress(f"execution {name}: {status.get('phase') or 'Pending'}")
+                yield obj
+            if status.get("phase") in FINISHED:
+                return
+            if time.monotonic() > deadline:
+                raise ToolkitError(f"execution {name!r} did not finish in {limit:.0f}s")
+            await asyncio.sleep(self.poll_seconds)
+            obj = await self._call(lambda o: o.get(EXECUTIONS, name))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _locate(self, target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(deployment, sandbox entry) for a sandbox ID, or (deployment, None) for a name."""
+
+        async def locate(objects: Objects) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            deployments = await objects.list(DEPLOYMENTS)
+            for d in deployments:
+                for s in (d.get("status") or {}).get("sandboxes") or []:
+                    if s.get("sandboxID") == target:
+                        return d, s
+            for d in deployments:
+                if d["metadata"]["name"] == target:
+                    return d, None
+            raise NotFoundError(
+                f"no deployment or sandbox {target!r} in namespace {self.namespace}"
+            )
+
+        return await self._call(locate)
+
+    async def _call(self, fn: Callable[[Objects], Awaitable[T]]) -> T:
+        async with self._session() as objects:
+            return await fn(objects)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[Objects]:
+        if self.api_client is not None:
+            yield Objects(self.api_client, self.namespace)
+            return
+        api_client = await connect(self.kubeconfig, self.context)
+        async with api_client:
+            yield Objects(api_client, self.namespace)
