@@ -25,7 +25,7 @@ cluster-down: ## Stop the local control plane started by `make cluster`
 	@test ! -x $(BIN)/e2b-operator-cluster || $(BIN)/e2b-operator-cluster down --workdir .dev
 
 dev: $(STAMP) ## Run the main job: local cluster + CRDs + examples, until Ctrl-C
-	$(BIN)/python -m e2b_operator.devenv
+	$(BIN)/python -m e2b_operator.devenv $(DEV_ARGS)
 
 test: lint ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 	$(BIN)/pytest

@@ -57,6 +57,7 @@ def operator(
     kube: LocalCluster, e2b: localstack.E2BLocal, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator as a real `kopf run` process against the local cluster and e2b-local."""
+    localstack.store_api_key(kube, e2b)
     proc = OperatorProcess(tmp_path_factory.mktemp("operator"), kube, e2b)
     proc.start()
     yield proc
@@ -80,9 +81,7 @@ class OperatorProcess:
         return self.workdir / "logs" / "operator.log"
 
     def start(self) -> None:
-        self.handle = localstack.start_operator(
-            self.workdir, self.kube.kubeconfig, self.e2b, self.ENV
-        )
+        self.handle = localstack.start_operator(self.workdir, self.kube, self.e2b, self.ENV)
 
     def stop(self) -> None:
         if self.handle:

@@ -1,26 +1,32 @@
-"""``make dev``: the local control plane and the examples, running until Ctrl-C.
+"""``make dev``: local control plane, e2b-local and the operator, with examples, until Ctrl-C.
 
-Writes ``.dev/env`` so a second shell can ``source .dev/env`` and use kubectl against it.
+Writes ``.dev/env`` so a second shell can ``source .dev/env`` and use kubectl and the e2b
+SDK against the same stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
 from pathlib import Path
 
+from . import localstack
 from .controlplane import binaries, processes
 from .controlplane.cluster import LocalCluster
 
 TRY = """
-Try, in another shell:
+Ready. In another shell:
   source .dev/env
-  kubectl get e2bt,e2bd              # templates and deployments, with their printer columns
+  kubectl get e2bt,e2bd                         # templates and deployments, printer columns
+  kubectl get e2bd trading -o yaml              # conditions and per-sandbox status
+  kubectl scale e2bd/trading --replicas=5       # scale subresource (HPA works the same way)
   kubectl explain e2btemplate.spec.requirements
-  kubectl scale e2bd/{deployment} --replicas=3
-Ctrl-C here stops everything.
+  kubectl e2b templates list                    # the kubectl plugin
+  python -c "from e2b import Sandbox; print([s.metadata for s in Sandbox.list().next_items()])"
+Logs: .dev/logs/{operator,e2b-local,kube-apiserver}.log   Ctrl-C here stops everything.
 """
 
 
@@ -28,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2b-operator-dev", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".dev"))
     parser.add_argument("--crds", type=Path, default=Path("crds"))
-    parser.add_argument("--examples", type=Path, default=Path("manifests/examples"))
-    parser.add_argument("--once", action="store_true", help="set up, then stop (for tests)")
+    parser.add_argument("--examples", type=Path, default=Path("manifests/dev"))
+    parser.add_argument("--wait", type=float, default=300, help="seconds to wait for Ready")
+    parser.add_argument("--once", action="store_true", help="set up, wait for Ready, then stop")
     args = parser.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -39,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     reused = cluster.running()
+    stack: list[localstack.E2BLocal | localstack.Operator] = []
     try:
         started = time.monotonic()
         if reused:
@@ -46,34 +54,67 @@ def main(argv: list[str] | None = None) -> int:
         state = reused or cluster.start()
         cluster.install_crds(args.crds)
         log(f"cluster ready at {state.server} in {time.monotonic() - started:.1f}s")
-        _write_env(cluster)
+        e2b = localstack.start_e2b_local(args.workdir)
+        stack.append(e2b)
+        log(f"e2b-local serving at {e2b.url}")
+        localstack.store_api_key(cluster, e2b)
+        stack.append(localstack.start_operator(args.workdir, cluster, e2b))
+        _write_env(cluster, e2b)
         cluster.kubectl("apply", "-k", str(args.examples))
-        log(cluster.kubectl("get", "e2bt,e2bd", "-A").stdout)
-        log(TRY.format(deployment=_first_deployment(cluster)))
+        ok = _wait_ready(cluster, args.wait, log)
+        log(cluster.kubectl("get", "e2bt,e2bd").stdout)
+        if not ok:
+            log("not everything became Ready; see `kubectl get e2bt,e2bd -o yaml` and the logs")
+        log(TRY)
         while not args.once:
             time.sleep(3600)
+        return 0 if ok else 1
     except processes.StartupError as exc:
         log(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
+        log("stopping")
+        for proc in reversed(stack):
+            proc.stop()
         if not reused:
-            log("stopping")
             cluster.stop()
-    return 0
 
 
-def _write_env(cluster: LocalCluster) -> None:
+def _wait_ready(cluster: LocalCluster, timeout: float, log) -> bool:
+    """Wait until every template and deployment is Ready, printing progress."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        items = json.loads(cluster.kubectl("get", "e2bt,e2bd", "-o", "json").stdout)["items"]
+        waiting = [
+            f"{o['kind']}/{o['metadata']['name']}"
+            for o in items
+            if not any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in o.get("status", {}).get("conditions", [])
+            )
+        ]
+        if not waiting:
+            return True
+        line = f"waiting for {len(waiting)}: {', '.join(waiting[:4])}"
+        if line != last:
+            log(line)
+            last = line
+        time.sleep(1)
+    return False
+
+
+def _write_env(cluster: LocalCluster, e2b: localstack.E2BLocal) -> None:
+    lines = [
+        f"export KUBECONFIG={cluster.kubeconfig.resolve()}",
+        f"export PATH={cluster.workdir.resolve() / 'bin'}:{localstack.BIN}:$PATH",
+        *(f"export {k}={v}" for k, v in e2b.env().items()),
+    ]
     env = cluster.workdir / "env"
-    env.write_text(
-        f"export KUBECONFIG={cluster.kubeconfig}\nexport PATH={cluster.workdir / 'bin'}:$PATH\n"
-    )
-
-
-def _first_deployment(cluster: LocalCluster) -> str:
-    names = cluster.kubectl("get", "e2bd", "-o", "name").stdout.split()
-    return names[0].split("/", 1)[1] if names else "NAME"
+    env.write_text("\n".join(lines) + "\n")
+    env.chmod(0o600)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ real parts the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .controlplane import processes
+from .controlplane.cluster import LocalCluster
 
 BIN = Path(sys.executable).parent
 
@@ -75,15 +77,35 @@ def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E
     return E2BLocal(url, key, pid, log)
 
 
+API_KEY_SECRET = ("e2b-system", "e2b-api-key")
+"""Where the operator's E2B API key is kept, as in the install manifests."""
+
+
+def store_api_key(cluster: LocalCluster, e2b: E2BLocal) -> None:
+    """Put e2b-local's API key into the Secret the operator reads it from."""
+    namespace, name = API_KEY_SECRET
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"apiKey": e2b.api_key},
+    }
+    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    docs = json.dumps({"apiVersion": "v1", "kind": "List", "items": [namespace_doc, secret]})
+    cluster.kubectl("apply", "-f", "-", input=docs)
+
+
 def start_operator(
-    workdir: Path, kubeconfig: Path, e2b: E2BLocal, extra_env: dict[str, str] | None = None
+    workdir: Path, cluster: LocalCluster, e2b: E2BLocal, extra_env: dict[str, str] | None = None
 ) -> Operator:
-    """Run the operator against ``kubeconfig`` and ``e2b``, as ``kopf run`` would in a pod."""
+    """Run the operator as ``kopf run`` would in a pod: E2B endpoint from the environment,
+    API key from the Secret (see ``store_api_key``)."""
     log = workdir / "logs" / "operator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env.update(e2b.env())
+    env.update({"E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url})
+    env["E2B_API_KEY_SECRET"] = "/".join(API_KEY_SECRET)
     env.update(extra_env or {})
-    env["KUBECONFIG"] = str(kubeconfig)
+    env["KUBECONFIG"] = str(cluster.kubeconfig)
     pid = processes.spawn(
         [
             str(BIN / "kopf"),
