@@ -58,8 +58,11 @@ def kubeconfig_path(kubeconfig: str | None = None) -> str:
 
 def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
     """The current context's namespace, the pod's namespace in a cluster, else 'default'."""
+    path = kubeconfig_path(kubeconfig)
     try:
-        contexts, current = config.list_kube_config_contexts(kubeconfig_path(kubeconfig))
+        if not Path(path).exists():
+            raise OSError(path)
+        contexts, current = config.list_kube_config_contexts(path)
         chosen = (
             next((c for c in contexts if c["name"] == context), current) if context else current
         )
@@ -76,6 +79,8 @@ async def connect(kubeconfig: str | None = None, context: str | None = None) -> 
     if not kubeconfig and not Path(path).exists() and "KUBERNETES_SERVICE_HOST" in os.environ:
         config.load_incluster_config()
         return client.ApiClient()
+    if not Path(path).exists():
+        raise ClusterUnreachable(f"no kubeconfig at {path}: set KUBECONFIG or --kubeconfig")
     try:
         return await config.new_client_from_config(config_file=path, context=context)
     except (config.ConfigException, OSError) as exc:
