@@ -1,0 +1,169 @@
+"""Every kubectl-e2b command, run as the real executable against apiserver + operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2b_operator.controlplane.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+PLUGIN = str(Path(sys.executable).parent / "kubectl-e2b")
+
+
+def e2b(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return subprocess.run(
+        [PLUGIN, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def ok(*args: str) -> str:
+    out = e2b(*args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), out.stderr
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+
+
+def test_help_everywhere() -> None:
+    commands = [
+        [],
+        ["templates"],
+        ["templates", "list"],
+        ["templates", "search"],
+        ["templates", "show"],
+        ["templates", "new"],
+        ["deploy"],
+        ["exec"],
+        ["scale"],
+        ["status"],
+        ["health"],
+        ["stats"],
+    ]
+    for cmd in commands:
+        out = e2b(*cmd, "--help")
+        assert out.returncode == 0 and "usage: kubectl e2b" in out.stdout, cmd
+
+
+def test_new_scaffolds_through_the_builder() -> None:
+    manifest = yaml.safe_load(
+        ok("templates", "new", "my-agent", "--type", "trading", "--strategy", "momentum")
+    )
+    assert manifest["kind"] == "E2BTemplate" and manifest["metadata"]["name"] == "my-agent"
+    assert manifest["spec"]["tradingAgent"]["strategyType"] == "momentum"
+    assert manifest["spec"]["files"]["mainScript"]
+    as_json = json.loads(
+        ok("templates", "new", "swarm", "--type", "claude-flow", "--agents", "a,b", "-o", "json")
+    )
+    assert as_json["spec"]["claudeFlow"]["agentTypes"] == ["a", "b"]
+
+
+def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+    )
+    one_line_error(e2b("templates", "list", kubeconfig=config), "cannot reach the Kubernetes API")
+    one_line_error(e2b("stats", kubeconfig=tmp_path / "none"), "no kubeconfig")
+
+
+def test_every_command(kube: LocalCluster, namespace: str, operator) -> None:
+    ns = ("-n", namespace)
+    # templates: new --apply, list, search, show
+    ok("templates", "new", "py", "--type", "python", "--apply", *ns)
+    ok("templates", "new", "trader", "--type", "trading", "--strategy", "momentum", "--apply", *ns)
+    listed = ok("templates", "list", *ns)
+    assert listed.splitlines()[0].split()[:4] == ["NAME", "TYPE", "CATEGORY", "PHASE"]
+    assert "py" in listed and "trader" in listed
+    found = json.loads(ok("templates", "search", "momentum", "-o", "json", *ns))
+    assert [t["name"] for t in found] == ["trader"]
+    shown = yaml.safe_load(ok("templates", "show", "py", *ns))
+    assert shown["spec"]["type"] == "pythonBase"
+    one_line_error(e2b("templates", "show", "nope", *ns), "template 'nope' not found")
+    # deploy (waits, progress on stderr)
+    out = e2b(
+        "deploy",
+        "py",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--env",
+        "MODE=test",
+        "--config",
+        '{"greeting": "hi"}',
+        "-o",
+        "json",
+        *ns,
+    )
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["deployment"] == "web" and len(info["sandbox_ids"]) == 2
+    assert "deployment web:" in out.stderr  # progress while waiting
+    # exec: streams the script's output; data with -o json
+    out = e2b("exec", "web", "--input", '{"message": "hello"}', *ns)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["reply"] == "Received: hello"
+    assert "Succeeded" in out.stderr  # phase changes as polled (fast runs skip Running)
+    result = json.loads(
+        ok("exec", "--template", "py", "--input", '{"message": "x"}', "-o", "json", *ns)
+    )
+    assert result["status"] == "success" and result["result"]["message"] == "x"
+    out = e2b("exec", "web", "--sandbox", info["sandbox_ids"][1], "-o", "json", *ns)
+    assert out.returncode == 0, (
+        out.stderr + kube.kubectl("-n", namespace, "get", "e2bd", "web", "-o", "yaml").stdout
+    )
+    pinned = json.loads(out.stdout)
+    assert pinned["sandbox_id"] == info["sandbox_ids"][1]
+    assert kube.kubectl("-n", namespace, "get", "e2bx", "-o", "name").stdout.count("\n") == 3
+    one_line_error(e2b("exec", "web", "--input", "{not json", *ns), "--input is not valid JSON")
+    one_line_error(e2b("exec", "nope", *ns), "deployment 'nope' not found")
+    one_line_error(e2b("exec", "--template", "nope", *ns), "template 'nope' not found")
+    one_line_error(e2b("exec", *ns), "exactly one")
+    # scale, status, health, stats
+    scaled = json.loads(ok("scale", "web", "1", "-o", "json", *ns))
+    assert scaled["ready"] == "1/1" and len(scaled["sandbox_ids"]) == 1
+    assert "web" in ok("status", "web", *ns)
+    status = json.loads(ok("status", scaled["sandbox_id"], "-o", "json", *ns))
+    assert status["deployment"] == "web"
+    health = json.loads(ok("health", scaled["sandbox_id"], "-o", "json", *ns))
+    assert health["status"] == "healthy"
+    assert "status: healthy" in ok("health", "web", *ns)
+    one_line_error(e2b("health", "sbx-missing", *ns), "no deployment or sandbox 'sbx-missing'")
+    one_line_error(e2b("status", "nope", *ns), "no deployment or sandbox 'nope'")
+    one_line_error(e2b("scale", "nope", "2", *ns), "deployment 'nope' not found")
+    stats = json.loads(ok("stats", "-o", "json", *ns))
+    assert stats["total_deployments"] == 1 and stats["executions"]["succeeded"] == 3
+    assert "total_deployments: 1" in ok("stats", *ns)
+    # a failing script: its stderr, and a one-line error with a non-zero exit
+    ok("templates", "new", "bad", "--apply", *ns)  # replaced below with a crashing script
+    crash = {
+        "apiVersion": "e2b.dev/v1alpha1",
+        "kind": "E2BTemplate",
+        "metadata": {"name": "bad"},
+        "spec": {"type": "pythonBase", "files": {"mainScript": "raise SystemExit('boom')"}},
+    }
+    kube.kubectl("-n", namespace, "replace", "-f", "-", input=json.dumps(crash))
+    out = e2b("exec", "--template", "bad", *ns)
+    assert "boom" in out.stderr
+    one_line_error(out, "exited 1: boom")
+    one_line_error(e2b("deploy", "nope", *ns), "template 'nope' not found")
+    one_line_error(e2b("deploy", "py", "--replicas", "-1", *ns), "spec.replicas")
