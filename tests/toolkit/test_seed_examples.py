@@ -87,3 +87,85 @@ async def test_error_handling(registry: TemplateRegistry, deployer: TemplateDepl
     result = await deployer.execute(template="slow", timeout=2)
     assert result["status"] == "error" and result["reason"] == "Timeout", result
     assert result["duration"] < 20
+
+
+CUSTOM_SCRIPT = """
+import json
+import sys
+
+def main():
+    config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    symbol = config.get('symbol', 'AAPL')
+    prices = [100.0 + i for i in range(5)]  # offline stand-in for yfinance
+    return {'symbol': symbol, 'price': prices[-1], 'volume': 1000}
+
+if __name__ == '__main__':
+    result = main()
+    print(json.dumps(result))
+"""
+
+
+async def test_creating_custom_templates(
+    registry: TemplateRegistry, deployer: TemplateDeployer
+) -> None:
+    builder = TemplateBuilder.create_python_template(
+        "My Custom Agent", "Custom trading agent with specific indicators"
+    )
+    builder.set_requirements(memory_mb=2048)
+    builder.set_main_script(CUSTOM_SCRIPT)
+    template = builder.build()
+    registry.register_template("custom_agent", template)
+    assert registry.search_templates("indicators")[0].metadata["name"] == "custom-agent"
+    result = await deployer.execute(template="custom_agent", input_data={"symbol": "MSFT"})
+    assert result["status"] == "success", result
+    assert result["result"] == {"symbol": "MSFT", "price": 104.0, "volume": 1000}
+
+
+async def test_trading_agent_scaling(
+    registry: TemplateRegistry, deployer: TemplateDeployer
+) -> None:
+    builder = TEMPLATES["trading-agent"]().set_trading_agent_config(
+        strategy_type="momentum",
+        symbols=["AAPL", "GOOGL", "MSFT"],
+        risk_params={"max_position_size": 0.1, "stop_loss": 0.02},
+        execution_mode="paper_trading",
+        indicators=["RSI", "MACD", "SMA"],
+        backtest_enabled=True,
+    )
+    registry.register_template("trading_momentum", builder)
+    deployments = await deployer.scale_template(
+        "trading_momentum", instances=3, config={"symbols": ["AAPL", "GOOGL", "MSFT"]}
+    )
+    assert [d["config"]["symbols"] for d in deployments] == [["AAPL"], ["GOOGL"], ["MSFT"]]
+    ids = [d["sandbox_id"] for d in deployments]
+    assert all(ids) and len(set(ids)) == 3
+    for d in deployments:
+        result = await deployer.execute_template(d["sandbox_id"], input_data=d["config"])
+        assert result["status"] == "success", result
+        assert d["config"]["symbols"][0] in json.dumps(result["result"])
+
+
+async def test_claude_flow_swarm(registry: TemplateRegistry, deployer: TemplateDeployer) -> None:
+    builder = (
+        TemplateBuilder.create_claude_flow_template(
+            "Research Swarm", agent_types=["researcher", "analyst", "synthesizer"]
+        )
+        .set_claude_flow_config(
+            swarm_topology="mesh",
+            max_agents=6,
+            coordination_mode="collaborative",
+            enable_neural=True,
+            hooks={
+                "pre-task": "npx claude-flow@alpha hooks pre-task",
+                "post-task": "npx claude-flow@alpha hooks post-task",
+            },
+        )
+        .set_main_script(TEMPLATES["claude-flow-swarm"]().draft()["files"]["mainScript"])
+    )
+    registry.register_template("research_swarm", builder.build())
+    deployment = await deployer.deploy_template("research_swarm")
+    result = await deployer.execute_template(
+        deployment["sandbox_id"], input_data={"task": "Assess the risk of a tech portfolio"}
+    )
+    assert result["status"] == "success", result
+    assert isinstance(result["result"], dict) and result["exit_code"] == 0
