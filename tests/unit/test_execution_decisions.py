@@ -1,0 +1,96 @@
+"""Pure E2BExecution decisions: target picking, command wrapping, outcome -> status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from e2b_operator.api import E2BExecutionSpec, problems
+from e2b_operator.api.execution import RESULT_MAX_BYTES, TAIL_CHARS
+from e2b_operator.reconcile import execution as rx
+from e2b_operator.reconcile.deployment import TemplateView
+from e2b_operator.reconcile.observed import CommandOutcome
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+SPEC = E2BExecutionSpec.from_wire({"deploymentRef": {"name": "d"}, "input": {"a": "it's"}})
+
+
+def running() -> rx.E2BExecutionStatus:
+    return rx.progress_status(
+        None,
+        SPEC,
+        "Running",
+        "Running",
+        "",
+        1,
+        NOW - timedelta(seconds=2),
+        sandbox_id="s1",
+        start_time=NOW - timedelta(seconds=2),
+    )
+
+
+def finish(outcome: CommandOutcome) -> rx.E2BExecutionStatus:
+    return rx.outcome_status(running(), SPEC, outcome, 1, NOW)
+
+
+def test_success_parses_json_and_sets_kstatus_conditions() -> None:
+    st = finish(CommandOutcome(0, 'log line\n{"ok": true}\n', ""))
+    assert st.phase == "Succeeded" and st.result == {"ok": True} and st.exit_code == 0
+    assert st.duration_seconds == 2.0 and st.completion_time == NOW
+    cond = {c.type: c.status for c in st.conditions}
+    assert cond == {"Ready": "True", "Reconciling": "False", "Stalled": "False"}
+    wire = {
+        "apiVersion": "e2b.dev/v1alpha1",
+        "kind": "E2BExecution",
+        "metadata": {"name": "x"},
+        "spec": SPEC.wire(),
+        "status": st.wire(),
+    }
+    assert problems("E2BExecution", wire) == []
+
+
+def test_failures() -> None:
+    crash = finish(CommandOutcome(2, "partial", "Traceback\nValueError: bad"))
+    assert crash.phase == "Failed" and crash.reason == "NonZeroExit"
+    assert crash.message == "main script exited 2: ValueError: bad"
+    assert {c.type: c.status for c in crash.conditions}["Stalled"] == "True"
+    text = finish(CommandOutcome(0, "hello", ""))
+    assert text.reason == "InvalidOutput" and text.stdout_tail == "hello" and text.result is None
+    slow = finish(CommandOutcome(124, "", ""))
+    assert slow.reason == "Timeout" and slow.exit_code is None
+
+
+def test_bounds() -> None:
+    big = json.dumps({"x": "y" * RESULT_MAX_BYTES})
+    st = finish(CommandOutcome(0, big, "e" * (TAIL_CHARS * 2)))
+    assert st.result is None and st.result_truncated is True
+    assert len(st.stdout_tail) == TAIL_CHARS and len(st.stderr_tail) == TAIL_CHARS
+
+
+def test_command_has_a_hard_timeout_and_quoted_input() -> None:
+    cmd = rx.command("python3.11", SPEC)
+    assert cmd.startswith("timeout --kill-after=5 60 python3 /app/main.py ")
+    assert "it'\"'\"'s" in cmd  # the input is one shell-quoted argv[1]
+    assert rx.command("node20", SPEC).split()[3:5] == ["node", "/app/main.js"]
+
+
+def test_picks() -> None:
+    dep = {
+        "status": {
+            "sandboxes": [
+                {"sandboxID": "a", "index": 1, "phase": "Running", "healthy": True},
+                {"sandboxID": "b", "index": 0, "phase": "Unhealthy", "healthy": False},
+                {"sandboxID": "c", "index": 2, "phase": "Starting"},
+            ]
+        }
+    }
+    assert rx.pick_in_deployment(dep, "d", None).sandbox_id == "a"
+    assert rx.pick_in_deployment(dep, "d", "c").waiting
+    assert rx.pick_in_deployment(dep, "d", "zz").reason == "SandboxNotFound"
+    assert rx.pick_in_deployment(None, "d", None).final
+    stalled = {"status": {"conditions": [{"type": "Stalled", "status": "True", "message": "m"}]}}
+    assert rx.pick_in_deployment(stalled, "d", None).reason == "DeploymentStalled"
+    assert rx.pick_template(None, "t").reason == "TemplateNotFound"
+    assert rx.pick_template(TemplateView("t", ready=False), "t").waiting
+    assert rx.pick_template(TemplateView("t", ready=False, failed=True), "t").final
+    assert rx.pick_template(TemplateView("t", ready=True, template_id="tid"), "t").template_id
