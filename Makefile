@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install crds manifests cluster cluster-down dev test lint bench-local
+.PHONY: help install crds manifests kube-binaries cluster cluster-down dev test lint bench-local
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,10 +24,13 @@ cluster: $(STAMP) ## Start the local control plane (etcd, kube-apiserver, contro
 cluster-down: ## Stop the local control plane started by `make cluster`
 	@test ! -x $(BIN)/e2b-operator-cluster || $(BIN)/e2b-operator-cluster down --workdir .dev
 
-dev: $(STAMP) ## Run the main job: local cluster + CRDs + examples, until Ctrl-C
+dev: $(STAMP) ## Run the main job: local cluster, e2b-local, the operator, templates and a deployment (Ctrl-C stops)
 	$(BIN)/python -m e2b_operator.devenv $(DEV_ARGS)
 
-test: lint ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
+kube-binaries: $(STAMP) ## Build (once per version) or find kube-apiserver, controller-manager, kubectl, etcd
+	$(BIN)/e2b-operator-cluster binaries
+
+test: lint kube-binaries ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 	$(BIN)/pytest
 
 crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models

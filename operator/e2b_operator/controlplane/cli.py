@@ -1,4 +1,8 @@
-"""``e2b-operator-cluster up|down|status``: the local control plane behind ``make cluster``."""
+"""``e2b-operator-cluster up|down|status|binaries``: the local control plane of ``make cluster``.
+
+``binaries`` only finds, builds or downloads kube-apiserver, kube-controller-manager, kubectl
+and etcd into the cache.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from .cluster import LocalCluster
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="e2b-operator-cluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "binaries"])
     parser.add_argument("--workdir", type=Path, default=Path(".dev"), help="state dir (.dev)")
     parser.add_argument("--port", type=int, default=0, help="apiserver port (0: a free one)")
     parser.add_argument("--crds", type=Path, default=Path("crds"), help="CRD dir to install")
@@ -32,7 +36,10 @@ def _run(args: argparse.Namespace) -> int:
         cluster.stop()
         log(f"stopped the local cluster in {args.workdir}")
         return 0
-    found = binaries.resolve(build=args.command == "up", log=log)
+    found = binaries.resolve(build=args.command in ("up", "binaries"), log=log)
+    if args.command == "binaries":
+        log(f"Kubernetes binaries: {found.source}")
+        return 0
     cluster = LocalCluster(args.workdir, found, port=args.port, log=log)
     if args.command == "status":
         state = cluster.running()

@@ -56,6 +56,7 @@ class LoopState:
     batch: int = 1
     failures: int = 0
     generation: int | None = None
+    replicas: int | None = None
     seeded: bool = False
     writer: StatusWriter | None = None
 
@@ -102,6 +103,9 @@ async def reconcile(
         return 300.0
     if not state.seeded:
         _seed_health(state, previous)
+    if state.replicas is not None and state.replicas != spec.replicas:
+        kopf.info(body, reason="Scaled", message=f"scaled from {state.replicas} to {spec.replicas}")
+    state.replicas = spec.replicas
     view, tspec = services.template_view(target.namespace, spec.template_ref.name)
     problem: rd.Problem | None = None
     envs: dict[str, str] = {}
