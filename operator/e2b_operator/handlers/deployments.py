@@ -125,6 +125,7 @@ async def reconcile(
             await _check_health(services, spec, tspec, sandboxes, state, now)
     except BackendError as exc:
         problem = rd.Problem(exc.reason, exc.message, stalled=not exc.transient)
+        sandboxes = _from_status(previous)  # keep reporting what was last seen
     wanted = _wanted_hashes(spec, view, envs_spec=spec.wire().get("env", []))
     obs = rd.Observation(
         generation=generation,
@@ -368,11 +369,23 @@ async def _health_once(
         ok, message = outcome.ok, (outcome.stderr or outcome.stdout or outcome.error)[-512:]
         if not ok:
             message = f"health check exited {outcome.exit_code}: {message.strip()}"
-    except BackendError as exc:
-        if exc.reason == "SandboxNotFound":
-            return
-        ok, message = False, exc.message
+    except BackendError:
+        return  # the sandbox could not be reached: its health is unknown, not bad
     state.health[sandbox_id] = previous.record(ok, message, now)
+
+
+def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
+    """The sandboxes the last status listed, for when E2B cannot be asked."""
+    return [
+        ObservedSandbox(
+            e.sandbox_id,
+            "paused" if e.phase == "Paused" else "running",
+            {META_INDEX: str(e.index), META_TEMPLATE_HASH: e.template_hash or ""},
+            started_at=e.started_at,
+        )
+        for e in (previous.sandboxes if previous else [])
+        if e.phase != "Terminating"
+    ]
 
 
 def _seed_health(state: LoopState, previous: E2BDeploymentStatus | None) -> None:

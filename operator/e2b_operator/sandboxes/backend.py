@@ -106,12 +106,15 @@ class SandboxBackend:
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
     ) -> CommandOutcome:
-        """Run a shell command to completion; a non-zero exit is an outcome, not an error."""
+        """Run a shell command to completion. A non-zero exit, a timeout or a failure inside the
+        sandbox is an outcome; only failing to reach the sandbox raises ``BackendError``."""
         sbx = await self._handle(sandbox_id)
         try:
             result = await sbx.commands.run(command, envs=envs, cwd=cwd, timeout=timeout)
         except CommandExitException as exc:
             return CommandOutcome(exc.exit_code, _cut(exc.stdout), _cut(exc.stderr))
+        except Exception as exc:  # the command did not complete: a failed outcome
+            return CommandOutcome(-1, error=f"{type(exc).__name__}: {exc}"[:1024])
         return CommandOutcome(result.exit_code, _cut(result.stdout), _cut(result.stderr))
 
     @translated
