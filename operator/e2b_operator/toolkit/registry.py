@@ -7,6 +7,8 @@ works inside async code too). Names may be seed-style ids: `python_base` is `pyt
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -123,9 +125,20 @@ class TemplateRegistry:
 
         return self._run(register)
 
-    def delete_template(self, name: str) -> None:
-        """Delete the template (NotFoundError when it does not exist)."""
-        self._run(lambda o: o.delete(PLURAL, resource_name(name)))
+    def delete_template(self, name: str, wait_seconds: float = 60.0) -> None:
+        """Delete the template and wait until it is gone (the operator finalizes it first);
+        NotFoundError when it does not exist."""
+        rname = resource_name(name)
+
+        async def delete(objects: Objects) -> None:
+            await objects.delete(PLURAL, rname)
+            deadline = time.monotonic() + wait_seconds
+            while await objects.find(PLURAL, rname) is not None:
+                if time.monotonic() > deadline:
+                    raise ToolkitError(f"template {name!r} is still being deleted")
+                await asyncio.sleep(0.3)
+
+        self._run(delete)
 
     def _run(self, fn: Callable[[Objects], Awaitable[T]]) -> T:
         async def call() -> T:
