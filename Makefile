@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install crds manifests kube-binaries cluster cluster-down dev test lint bench-local
+.PHONY: help install crds manifests kube-binaries cluster cluster-down dev test lint bench-local bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,3 +45,6 @@ lint: $(STAMP) ## Lint with ruff
 
 bench-local: $(STAMP) ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
 	$(BIN)/python bench/bench_local.py
+
+bench: $(STAMP) ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes)
+	$(BIN)/python bench/bench_operator.py
