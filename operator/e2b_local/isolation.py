@@ -193,7 +193,10 @@ class Cgroups:
         f = self.freezer()
         if f is None:
             return False
-        (f / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+        try:
+            (f / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+        except FileNotFoundError:
+            return False  # already removed by a concurrent destroy
         return True
 
     def oom_kills(self) -> int:

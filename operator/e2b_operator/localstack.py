@@ -112,7 +112,7 @@ def start_operator(
             "run",
             "--all-namespaces",
             "--standalone",
-            "--log-format=plain",
+            "--log-format=full",
             "-m",
             "e2b_operator.handlers.main",
         ],

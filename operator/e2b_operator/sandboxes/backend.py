@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections import OrderedDict
 from typing import Any
 
 from e2b import AsyncSandbox, CommandExitException, NotFoundException, SandboxQuery, SandboxState
@@ -12,6 +13,8 @@ from .connection import Connection
 from .errors import SandboxGone, translated
 
 LIST_PAGE = 100
+HANDLE_CACHE = 64
+"""Connected sandboxes kept for reuse; more are reconnected on demand (one API call)."""
 OUTPUT_LIMIT = 64 * 1024
 
 
@@ -21,7 +24,8 @@ class SandboxBackend:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self._opts = connection.params()
-        self._handles: dict[str, AsyncSandbox] = {}
+        # Connected sandboxes (each holds its own envd clients), most recently used last.
+        self._handles: OrderedDict[str, AsyncSandbox] = OrderedDict()
 
     @translated
     async def list(self, metadata: dict[str, str]) -> list[ObservedSandbox]:
@@ -63,7 +67,7 @@ class SandboxBackend:
             idempotency_key=idempotency_key,
             **self._opts,
         )
-        self._handles[sbx.sandbox_id] = sbx
+        self._keep(sbx)
         return sbx.sandbox_id
 
     @translated
@@ -81,9 +85,7 @@ class SandboxBackend:
     @translated
     async def resume(self, sandbox_id: str, timeout: int) -> None:
         """Resume a paused sandbox (E2B's connect), giving it ``timeout`` seconds to live."""
-        self._handles[sandbox_id] = await AsyncSandbox.connect(
-            sandbox_id, timeout=timeout, **self._opts
-        )
+        self._keep(await AsyncSandbox.connect(sandbox_id, timeout=timeout, **self._opts))
 
     @translated
     async def set_timeout(self, sandbox_id: str, timeout: int) -> None:
@@ -134,12 +136,14 @@ class SandboxBackend:
                 sbx = await AsyncSandbox.connect(sandbox_id, **self._opts)
             except NotFoundException as exc:
                 raise SandboxGone(sandbox_id) from exc
-            self._handles[sandbox_id] = sbx
+        self._keep(sbx)
         return sbx
 
-    def forget(self, sandbox_id: str) -> None:
-        """Drop a cached connection (the sandbox is gone or paused)."""
-        self._handles.pop(sandbox_id, None)
+    def _keep(self, sbx: AsyncSandbox) -> None:
+        self._handles[sbx.sandbox_id] = sbx
+        self._handles.move_to_end(sbx.sandbox_id)
+        while len(self._handles) > HANDLE_CACHE:
+            self._handles.popitem(last=False)
 
 
 def _cut(text: Any) -> str:
