@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from .context import Services
 from .kube import SecretMissing
 from .status import StatusWriter
 from .wakeups import Waker
+
+log = logging.getLogger(__name__)
 
 PLURAL = "e2bdeployments"
 HEALTH_CONCURRENCY = 16
@@ -369,8 +372,11 @@ async def _health_once(
         ok, message = outcome.ok, (outcome.stderr or outcome.stdout or outcome.error)[-512:]
         if not ok:
             message = f"health check exited {outcome.exit_code}: {message.strip()}"
-    except BackendError:
+    except BackendError as exc:
+        log.info("health of sandbox %s unknown: %s", sandbox_id, exc.message)
         return  # the sandbox could not be reached: its health is unknown, not bad
+    if not ok:
+        log.info("health check failed in sandbox %s: %s", sandbox_id, message)
     state.health[sandbox_id] = previous.record(ok, message, now)
 
 

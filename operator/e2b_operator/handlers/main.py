@@ -58,7 +58,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="deployments")
-def probe(memo: kopf.Memo, **_: Any) -> int:
+async def probe(memo: kopf.Memo, **_: Any) -> int:
     return len(memo.services.deployments)
 
 
@@ -66,12 +66,12 @@ def probe(memo: kopf.Memo, **_: Any) -> int:
 
 
 @kopf.index(*TEMPLATES)
-def e2btemplates_by_name(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> Any:
+async def e2btemplates_by_name(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> Any:
     return {(namespace, name): template_entry(name, spec, status)}
 
 
 @kopf.on.event(*TEMPLATES)
-def template_event(
+async def template_event(
     body: kopf.Body, memo: kopf.Memo, e2bdeployments_by_template: Any, **_: Any
 ) -> None:
     services: Services = memo.services
@@ -107,12 +107,14 @@ async def template_delete(
 
 
 @kopf.index(*DEPLOYMENTS)
-def e2bdeployments_by_template(namespace: str, name: str, uid: str, spec: Any, **_: Any) -> Any:
+async def e2bdeployments_by_template(
+    namespace: str, name: str, uid: str, spec: Any, **_: Any
+) -> Any:
     return {(namespace, (spec.get("templateRef") or {}).get("name")): (name, uid)}
 
 
 @kopf.on.event(*DEPLOYMENTS)
-def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     state = memo.services.deployment_state(body.metadata.uid)
     if body.metadata.get("generation") != state.generation:
         state.waker.poke()

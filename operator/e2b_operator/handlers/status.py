@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,8 @@ import kopf
 
 from ..api import K8sModel, plain
 from .kube import Kube
+
+log = logging.getLogger(__name__)
 
 ECHO_SECONDS = 10.0
 """How long our own write may take to come back through the watch."""
@@ -44,6 +47,8 @@ class StatusWriter:
         for key in old:
             patch.setdefault(key, None)
         await self.kube.patch_status(self.plural, self.namespace, self.name, patch)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        log.info("[%s/%s] status written: %s", self.namespace, self.name, ", ".join(changed))
         self.last, self.last_at = new, time.monotonic()
         self.writes += 1
         return True

@@ -13,7 +13,7 @@ from .connection import Connection
 from .errors import SandboxGone, translated
 
 LIST_PAGE = 100
-HANDLE_CACHE = 64
+HANDLE_CACHE = 256
 """Connected sandboxes kept for reuse; more are reconnected on demand (one API call)."""
 OUTPUT_LIMIT = 64 * 1024
 
