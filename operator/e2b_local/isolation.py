@@ -64,6 +64,13 @@ def probe() -> HostCaps:
         caps.cgroups[ctl] = ok
         if not ok:
             caps.missing.append(f"cgroup v1 controller '{ctl}' not writable: its limits are off")
+    protect = subprocess.run(
+        ["sh", "-c", "echo -1000 > /proc/self/oom_score_adj"], capture_output=True, check=False
+    )
+    if protect.returncode != 0:
+        caps.missing.append(
+            "cannot lower oom_score_adj: a sandbox's init is not shielded from its OOM killer"
+        )
     if (CGROUP_ROOT / "memory").is_dir() and not (
         CGROUP_ROOT / "memory" / "memory.memsw.limit_in_bytes"
     ).exists():
