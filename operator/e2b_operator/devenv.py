@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except binaries.BinariesError as exc:
         log(f"error: {exc}")
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C must stop the stack even when started from a shell that ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(0))
     reused = cluster.running()
     stack: list[localstack.E2BLocal | localstack.Operator] = []
     try:
