@@ -1,0 +1,74 @@
+"""What happens around operator restarts: orphans are swept, a bad API key stalls, then heals."""
+
+from __future__ import annotations
+
+import json
+
+from e2b_operator import localstack
+from e2b_operator.localstack import E2BLocal
+from support import apply, condition, deployment, get, is_true, sandboxes, template, wait_for
+
+
+def ready_template(kube, namespace: str, operator, name: str = "app") -> None:
+    apply(kube, namespace, template(name))
+    wait_for(
+        lambda: is_true(get(kube, namespace, "e2bt", name), "Ready"), 120, "built", operator.tail
+    )
+
+
+def test_sandboxes_of_a_deployment_deleted_while_down_are_swept(kube, namespace, e2b, operator):
+    ready_template(kube, namespace, operator)
+    apply(kube, namespace, deployment("gone", "app", replicas=2))
+    obj = wait_for(
+        lambda: (
+            (o := get(kube, namespace, "e2bd", "gone"))["status"].get("readyReplicas") == 2 and o
+        ),
+        90,
+        "2 ready",
+        operator.tail,
+    )
+    uid = obj["metadata"]["uid"]
+    operator.stop()
+    try:
+        kube.kubectl("-n", namespace, "delete", "e2bd", "gone", "--wait=false")
+        kube.kubectl(
+            "-n", namespace, "patch", "e2bd", "gone", "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}',
+        )  # fmt: skip
+        assert len(sandboxes(e2b, **{"k8s-deployment-uid": uid})) == 2
+    finally:
+        operator.start()
+    wait_for(
+        lambda: not sandboxes(e2b, **{"k8s-deployment-uid": uid}),
+        60,
+        "orphaned sandboxes killed by the sweep",
+        operator.tail,
+    )
+
+
+def test_rejected_api_key_stalls_then_recovers(kube, namespace, e2b: E2BLocal, operator):
+    ready_template(kube, namespace, operator)
+    ns, name = localstack.API_KEY_SECRET
+    bad = {"stringData": {"apiKey": "e2b_not_the_key"}}
+    kube.kubectl("-n", ns, "patch", "secret", name, "--type=merge", "-p", json.dumps(bad))
+    try:
+        operator.restart()
+        apply(kube, namespace, deployment("locked", "app", replicas=1))
+        obj = wait_for(
+            lambda: is_true(o := get(kube, namespace, "e2bd", "locked"), "Stalled") and o,
+            60,
+            "Stalled on the rejected key",
+            operator.tail,
+        )
+        assert condition(obj, "Stalled")["reason"] == "Unauthorized"
+        assert "API key" in condition(obj, "Stalled")["message"]
+        assert "e2b_not_the_key" not in json.dumps(obj) + operator.log.read_text()
+    finally:
+        localstack.store_api_key(kube, e2b)
+        operator.restart()
+    wait_for(
+        lambda: is_true(get(kube, namespace, "e2bd", "locked"), "Ready"),
+        90,
+        "Ready with the right key",
+        operator.tail,
+    )
