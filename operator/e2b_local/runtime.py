@@ -236,10 +236,14 @@ class Runtime:
             await asyncio.sleep(0.2)
             t = now()
             for sbx in list(self.sandboxes.values()):
+                if sbx.state == "running" and not sbx.runtime.alive:
+                    # A VM that crashed is gone on E2B too: never list a dead sandbox as running.
+                    log.warning("sandbox %s died (its init exited); removing it", sbx.sandbox_id)
+                    with contextlib.suppress(Exception):
+                        await self._destroy(sbx)
+                    continue
                 if sbx.state != "running" or sbx.end_at > t:
                     continue
-                if not sbx.runtime.alive:
-                    log.warning("sandbox %s died; removing it", sbx.sandbox_id)
                 with contextlib.suppress(Exception):
                     if sbx.auto_pause and sbx.runtime.freeze(True):
                         sbx.state = "paused"

@@ -140,7 +140,14 @@ class SandboxRuntime:
 
     @property
     def alive(self) -> bool:
-        return self.init_pid is not None and os.path.exists(f"/proc/{self.init_pid}")
+        """The namespace init runs (a zombie waiting to be reaped does not count)."""
+        if self.init_pid is None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.init_pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
     async def _request(self, req: dict, fds: list[int]) -> tuple[LineSocket, dict]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -112,6 +112,25 @@ def test_kill_leaves_no_process_mount_or_layer(local: LocalServer) -> None:
     assert "sleep 1000" not in ps and "sleep 1001" not in ps
 
 
+def test_sandbox_whose_init_dies_is_removed(local: LocalServer) -> None:
+    """A crashed sandbox is gone, as a crashed VM is on E2B: not listed, not reported running."""
+    s = Sandbox.create(**local.kw)
+    procs = Path(f"/sys/fs/cgroup/pids/e2b-local/{s.sandbox_id}/cgroup.procs")
+    init = next(
+        int(pid)
+        for pid in procs.read_text().split()
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/bin/python3")
+    )
+    os.kill(init, 9)
+    deadline = time.monotonic() + 10
+    while any(x.sandbox_id == s.sandbox_id for x in Sandbox.list(**local.kw).next_items()):
+        assert time.monotonic() < deadline, "a sandbox whose init died is still listed"
+        time.sleep(0.1)
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.get_info(s.sandbox_id, **local.kw)
+    assert not procs.parent.exists()
+
+
 def test_bad_key_and_unknown_sandbox(local: LocalServer) -> None:
     bad = {**local.kw, "api_key": "e2b_wrong"}
     with pytest.raises(AuthenticationException):
