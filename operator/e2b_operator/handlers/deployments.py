@@ -145,7 +145,8 @@ async def reconcile(
         creating=frozenset(state.creating),
     )
     plan = rd.decide(obs)
-    await state.writer.write(body, plan.status)
+    if await state.writer.write(body, plan.status):
+        _announce(body, previous, plan.status)
     if problem is not None:
         state.failures += 1
         if problem.stalled:
@@ -289,9 +290,24 @@ async def _delete(
     await services.backend.kill(s.sandbox_id)
     state.expectations.expect_deleted(s.sandbox_id, time.monotonic())
     state.health.pop(s.sandbox_id, None)
+    reason = "Killed" if why in ("ScaledDown", "DeploymentDeleted", "Unmanaged") else "Replaced"
     kopf.info(
-        body, reason="Killed", message=f"killed sandbox {s.sandbox_id} (instance {s.index}): {why}"
+        body, reason=reason, message=f"killed sandbox {s.sandbox_id} (instance {s.index}): {why}"
     )
+
+
+def _announce(
+    body: kopf.Body, previous: E2BDeploymentStatus | None, status: E2BDeploymentStatus
+) -> None:
+    """A Warning event when the deployment becomes Stalled or Degraded (not on every pass)."""
+    before = {c.type: c.status for c in (previous.conditions if previous else [])}
+    for c in status.conditions:
+        if (
+            c.type in ("Stalled", "Degraded")
+            and c.status == "True"
+            and before.get(c.type) != "True"
+        ):
+            kopf.warn(body, reason=c.reason, message=c.message)
 
 
 async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
