@@ -82,6 +82,16 @@ def test_deploy_three_then_scale(kube, namespace, e2b, app, operator) -> None:
     columns = kube.kubectl("-n", namespace, "get", "e2bd", "web").stdout
     assert "3/3" in columns and "SandboxesReady" in columns
 
+    scale = json.loads(
+        kube.kubectl(
+            "get",
+            "--raw",
+            f"/apis/e2b.dev/v1alpha1/namespaces/{namespace}/e2bdeployments/web/scale",
+        ).stdout
+    )
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"] == "e2b.dev/deployment=web"  # what an HPA reads
+
     kube.kubectl("-n", namespace, "scale", "e2bdeployment/web", "--replicas=5")
     obj = wait_for(ready(kube, namespace, "web", 5), 90, "5 ready", operator.tail)
     assert len(owned(e2b, obj)) == 5
