@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from e2b_operator.api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateStatus
-from e2b_operator.reconcile.deployment import Observation, Problem, TemplateView, decide
+from e2b_operator.reconcile.deployment import Observation, TemplateView, decide
 from e2b_operator.reconcile.health import Health
 from e2b_operator.reconcile.observed import (
     META_INDEX,
     META_TEMPLATE_HASH,
     BuildProgress,
     ObservedSandbox,
+    Problem,
 )
 from e2b_operator.reconcile.template import TemplateObservation, decide_template
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from e2b_operator.api import E2BDeploymentSpec
-from e2b_operator.reconcile.deployment import Observation, Problem, TemplateView, decide
+from e2b_operator.reconcile.deployment import Observation, TemplateView, decide
 from e2b_operator.reconcile.health import Health
-from e2b_operator.reconcile.observed import ObservedSandbox
+from e2b_operator.reconcile.observed import ObservedSandbox, Problem
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 READY_TEMPLATE = TemplateView("app", ready=True, template_id="tpl", spec_hash="h1")

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from e2b_operator.api import E2BTemplateSpec, E2BTemplateStatus
-from e2b_operator.reconcile.deployment import Problem
-from e2b_operator.reconcile.observed import BuildProgress
+from e2b_operator.reconcile.observed import BuildProgress, Problem
 from e2b_operator.reconcile.recipe import RecipeError, recipe, spec_hash
 from e2b_operator.reconcile.template import TemplateObservation, decide_template
 

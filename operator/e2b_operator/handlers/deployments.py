@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from ..api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
 from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_shell
 from ..reconcile import deployment as rd
+from ..reconcile.backoff import backoff
 from ..reconcile.conditions import Want, merge
 from ..reconcile.config import config_problem, instance_config
 from ..reconcile.expectations import Expectations
@@ -32,17 +32,17 @@ from ..reconcile.observed import (
     META_NAMESPACE,
     META_TEMPLATE_HASH,
     ObservedSandbox,
+    Problem,
 )
 from ..sandboxes.errors import BackendError
+from . import health
+from .concurrency import gather_bounded
 from .context import Services
 from .kube import SecretMissing
 from .status import StatusWriter
 from .wakeups import Waker
 
-log = logging.getLogger(__name__)
-
 PLURAL = "e2bdeployments"
-HEALTH_CONCURRENCY = 16
 
 
 @dataclass
@@ -105,19 +105,20 @@ async def reconcile(
         await state.writer.write(body, _invalid_status(previous, generation, str(exc), now))
         return 300.0
     if not state.seeded:
-        _seed_health(state, previous)
+        state.health.update(health.from_status(previous))
+        state.seeded = True
     if state.replicas is not None and state.replicas != spec.replicas:
         kopf.info(body, reason="Scaled", message=f"scaled from {state.replicas} to {spec.replicas}")
     state.replicas = spec.replicas
     view, tspec = services.template_view(target.namespace, spec.template_ref.name)
-    problem: rd.Problem | None = None
+    problem: Problem | None = None
     envs: dict[str, str] = {}
     if (why := config_problem(spec)) is not None:
-        problem = rd.Problem("InvalidConfig", why, stalled=True)
+        problem = Problem("InvalidConfig", why, stalled=True)
     try:
         envs = await _resolve_env(services, target.namespace, spec)
     except SecretMissing as exc:
-        problem = rd.Problem(
+        problem = Problem(
             "SecretNotFound", f"{exc}; create it or fix spec.env[].valueFrom", stalled=True
         )
     sandboxes: list[ObservedSandbox] = []
@@ -125,9 +126,9 @@ async def reconcile(
         listed = await services.backend.list(target.selector)
         sandboxes = state.expectations.apply(listed, time.monotonic())
         if tspec is not None and not spec.paused:
-            await _check_health(services, spec, tspec, sandboxes, state, now)
+            await health.check_due(services.backend, spec, tspec, sandboxes, state.health, now)
     except BackendError as exc:
-        problem = rd.Problem(exc.reason, exc.message, stalled=not exc.transient)
+        problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
         sandboxes = _from_status(previous)  # keep reporting what was last seen
     wanted = _wanted_hashes(spec, view, envs_spec=spec.wire().get("env", []))
     obs = rd.Observation(
@@ -151,7 +152,7 @@ async def reconcile(
         state.failures += 1
         if problem.stalled:
             return services.settings.error_backoff_max_seconds
-        return _backoff(state.failures, services.settings.error_backoff_max_seconds)
+        return backoff(state.failures, services.settings.error_backoff_max_seconds)
     state.failures = 0
     if plan.idle:
         return _next_due(spec, state, sandboxes, now)
@@ -160,7 +161,7 @@ async def reconcile(
     except BackendError as exc:
         state.failures += 1
         kopf.warn(body, reason=exc.reason, message=exc.message)
-        return _backoff(state.failures, services.settings.error_backoff_max_seconds)
+        return backoff(state.failures, services.settings.error_backoff_max_seconds)
     return 0.0
 
 
@@ -190,13 +191,13 @@ async def _act(
         kopf.info(body, reason="Resumed", message=f"resumed sandbox {s.sandbox_id}")
     for s in plan.keepalive:
         await backend.set_timeout(s.sandbox_id, spec.timeout_seconds)
-    await _gather(
+    await gather_bounded(
         [_delete(services, s, why, cleanup, state, body) for s, why in plan.delete],
         limit=services.settings.create_batch_max,
     )
     if plan.create and view is not None and view.template_id and tspec is not None:
         batch = plan.create[: state.batch]
-        results = await _gather(
+        results = await gather_bounded(
             [
                 _create(services, target, spec, tspec, view.template_id, envs, i, wanted[i], state)
                 for i in batch
@@ -267,7 +268,7 @@ async def _create(
             cwd=str(APP_DIR),
             log=str(MAIN_LOG),
         )
-        await _health_once(services, spec, tspec, sandbox_id, state, now)
+        await health.check_once(services.backend, spec, tspec, sandbox_id, state.health, now)
         return True
     finally:
         state.creating.discard(index)
@@ -324,7 +325,7 @@ async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
         cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
         try:
             sandboxes = await services.backend.list({META_DEPLOYMENT_UID: uid})
-            await _gather(
+            await gather_bounded(
                 [
                     _delete(services, s, "DeploymentDeleted", cleanup, state, body)
                     for s in sandboxes
@@ -344,58 +345,6 @@ async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
 # -- observing --------------------------------------------------------------------------------
 
 
-async def _check_health(
-    services: Services,
-    spec: E2BDeploymentSpec,
-    tspec: E2BTemplateSpec,
-    sandboxes: list[ObservedSandbox],
-    state: LoopState,
-    now: datetime,
-) -> None:
-    interval = spec.health_check.interval_seconds
-    due = [
-        s
-        for s in sandboxes
-        if s.state == "running" and state.health.get(s.sandbox_id, Health()).due(now, interval)
-    ]
-    await _gather(
-        [_health_once(services, spec, tspec, s.sandbox_id, state, now) for s in due],
-        limit=HEALTH_CONCURRENCY,
-    )
-    known = {s.sandbox_id for s in sandboxes}
-    for sid in list(state.health):
-        if sid not in known:
-            del state.health[sid]
-
-
-async def _health_once(
-    services: Services,
-    spec: E2BDeploymentSpec,
-    tspec: E2BTemplateSpec,
-    sandbox_id: str,
-    state: LoopState,
-    now: datetime,
-) -> None:
-    check = tspec.hooks.health_check if tspec.hooks else None
-    previous = state.health.get(sandbox_id, Health())
-    if not check:
-        state.health[sandbox_id] = previous.record(True, "", now)
-        return
-    try:
-        outcome = await services.backend.run(
-            sandbox_id, check, timeout=spec.health_check.timeout_seconds
-        )
-        ok, message = outcome.ok, (outcome.stderr or outcome.stdout or outcome.error)[-512:]
-        if not ok:
-            message = f"health check exited {outcome.exit_code}: {message.strip()}"
-    except BackendError as exc:
-        log.info("health of sandbox %s unknown: %s", sandbox_id, exc.message)
-        return  # the sandbox could not be reached: its health is unknown, not bad
-    if not ok:
-        log.info("health check failed in sandbox %s: %s", sandbox_id, message)
-    state.health[sandbox_id] = previous.record(ok, message, now)
-
-
 def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
     """The sandboxes the last status listed, for when E2B cannot be asked."""
     return [
@@ -408,20 +357,6 @@ def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
         for e in (previous.sandboxes if previous else [])
         if e.phase != "Terminating"
     ]
-
-
-def _seed_health(state: LoopState, previous: E2BDeploymentStatus | None) -> None:
-    """After a restart, take each sandbox's last known health from status (no flapping)."""
-    state.seeded = True
-    for entry in previous.sandboxes if previous else []:
-        if entry.sandbox_id and entry.healthy is not None:
-            state.health[entry.sandbox_id] = Health(
-                healthy=entry.healthy,
-                failures=entry.consecutive_failures,
-                since=entry.last_health_transition_time,
-                message=entry.message or "",
-                checked_at=None,
-            )
 
 
 async def _resolve_env(
@@ -470,20 +405,6 @@ def _next_due(
             left = (s.end_at - now).total_seconds() - spec.timeout_seconds * rd.KEEPALIVE_FRACTION
             waits.append(left)
     return max(min(waits), 0.5)
-
-
-def _backoff(failures: int, cap: float) -> float:
-    return min(cap, 0.5 * 2 ** min(failures, 10))
-
-
-async def _gather(coros: list[Any], limit: int) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-
-    async def bounded(c: Any) -> Any:
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(bounded(c) for c in coros), return_exceptions=True)
 
 
 def _invalid_status(

@@ -11,8 +11,8 @@ import kopf
 from pydantic import ValidationError
 
 from ..api import E2BTemplateSpec, E2BTemplateStatus
-from ..reconcile.deployment import Problem
-from ..reconcile.observed import BuildProgress
+from ..reconcile.backoff import backoff
+from ..reconcile.observed import BuildProgress, Problem
 from ..reconcile.recipe import RecipeError, recipe, spec_hash
 from ..reconcile.template import TemplateObservation, decide_template
 from ..sandboxes.errors import BackendError
@@ -94,7 +94,7 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
         _announce(body, previous, status)
     if problem is not None:
         loop.failures += 1
-        return min(60.0, 0.5 * 2 ** min(loop.failures, 10))
+        return backoff(loop.failures, services.settings.error_backoff_max_seconds)
     loop.failures = 0
     return POLL_SECONDS if status.phase == "Building" else IDLE_SECONDS
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from ..api import E2BDeploymentSpec, E2BDeploymentStatus, SandboxStatus, ready_text, selector_for
 from .conditions import Want, merge
 from .health import Health
-from .observed import ObservedSandbox
+from .observed import ObservedSandbox, Problem
 
 KEEPALIVE_FRACTION = 0.5
 """Refresh a sandbox's timeout once less than this share of it is left."""
@@ -32,15 +32,6 @@ class TemplateView:
     template_id: str | None = None
     spec_hash: str | None = None
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why the deployment cannot proceed: a condition reason and a message a user can act on."""
-
-    reason: str
-    message: str
-    stalled: bool
 
 
 @dataclass(frozen=True)

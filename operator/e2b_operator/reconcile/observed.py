@@ -63,3 +63,13 @@ class CommandOutcome:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.error
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an object cannot proceed: a condition reason, a message a user can act on, and
+    whether it waits for the user (stalled) or for a retry."""
+
+    reason: str
+    message: str
+    stalled: bool

@@ -8,8 +8,7 @@ from typing import Literal
 
 from ..api import E2BTemplateStatus
 from .conditions import Want, merge
-from .deployment import Problem
-from .observed import BuildProgress
+from .observed import BuildProgress, Problem
 
 LOG_TAIL = 30
 
