@@ -162,7 +162,9 @@ async def reconcile(
         state.failures += 1
         kopf.warn(body, reason=exc.reason, message=exc.message)
         return backoff(state.failures, services.settings.error_backoff_max_seconds)
-    return 0.0
+    if plan.create or plan.delete or plan.pause or plan.resume:
+        return 0.0  # look again at once: the next step of the rollout may be ready
+    return _next_due(spec, state, sandboxes, now)  # keep-alives alone change nothing to see
 
 
 # -- acting -----------------------------------------------------------------------------------
@@ -259,15 +261,22 @@ async def _create(
         record = ObservedSandbox(sandbox_id, "running", metadata, started_at=now)
         state.expectations.expect_created(record, time.monotonic())
         state.nonces.pop(index, None)
-        config = instance_config(spec, index)
-        await services.backend.write_files(sandbox_id, {str(INSTANCE_CONFIG): json.dumps(config)})
-        await services.backend.start(
-            sandbox_id,
-            main_shell(tspec.requirements.runtime.value, json.dumps(config)),
-            envs=instance_env,
-            cwd=str(APP_DIR),
-            log=str(MAIN_LOG),
-        )
+        config = json.dumps(instance_config(spec, index))
+        try:
+            await services.backend.write_files(sandbox_id, {str(INSTANCE_CONFIG): config})
+            await services.backend.start(
+                sandbox_id,
+                main_shell(tspec.requirements.runtime.value, config),
+                envs=instance_env,
+                cwd=str(APP_DIR),
+                log=str(MAIN_LOG),
+            )
+        except BackendError:
+            # A sandbox without its config or main script must not pass for a ready one.
+            with contextlib.suppress(BackendError):
+                await services.backend.kill(sandbox_id)
+            state.expectations.expect_deleted(sandbox_id, time.monotonic())
+            raise
         await health.check_once(services.backend, spec, tspec, sandbox_id, state.health, now)
         return True
     finally:
