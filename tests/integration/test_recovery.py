@@ -72,3 +72,24 @@ def test_rejected_api_key_stalls_then_recovers(kube, namespace, e2b: E2BLocal, o
         "Ready with the right key",
         operator.tail,
     )
+
+
+def test_rollout_that_never_becomes_ready_stalls_at_its_deadline(kube, namespace, operator):
+    apply(kube, namespace, template("never", hooks={"healthCheck": "false"}))
+    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "never"), "Ready"), 120, "built")
+    apply(kube, namespace, deployment("stuck", "never", replicas=1, progressDeadlineSeconds=10))
+    obj = wait_for(
+        lambda: is_true(o := get(kube, namespace, "e2bd", "stuck"), "Stalled") and o,
+        60,
+        "Stalled at the progress deadline",
+        operator.tail,
+    )
+    assert condition(obj, "Stalled")["reason"] == "ProgressDeadlineExceeded"
+    assert not is_true(obj, "Reconciling")
+    apply(kube, namespace, template("never", hooks={"healthCheck": "true"}))
+    wait_for(
+        lambda: is_true(get(kube, namespace, "e2bd", "stuck"), "Ready"),
+        90,
+        "Ready once the health check passes",
+        operator.tail,
+    )

@@ -186,3 +186,19 @@ def test_transition_time_moves_only_when_status_flips() -> None:
     flipped = decide(observe(spec(replicas=1), previous=first.status, now=later))
     ready = next(c for c in flipped.status.conditions if c.type == "Ready")
     assert ready.status == "False" and ready.last_transition_time == later
+
+
+def test_rollout_without_progress_past_the_deadline_stalls() -> None:
+    sp = spec(replicas=2, progressDeadlineSeconds=60)
+    boxes = [sbx("a", 0), sbx("b", 1)]
+    recent = decide(observe(sp, boxes, healthy=["a"], progress_since=NOW - timedelta(seconds=30)))
+    assert conditions(recent)["Stalled"][0] == "False"
+    assert conditions(recent)["Reconciling"] == ("True", "RolloutInProgress")
+    late = decide(observe(sp, boxes, healthy=["a"], progress_since=NOW - timedelta(seconds=90)))
+    assert conditions(late)["Stalled"] == ("True", "ProgressDeadlineExceeded")
+    assert conditions(late)["Reconciling"][0] == "False"  # kstatus: Failed, not InProgress
+    assert late.status.updated_ready_replicas == 1
+    converged = decide(
+        observe(sp, boxes, healthy=["a", "b"], progress_since=NOW - timedelta(seconds=90))
+    )
+    assert conditions(converged)["Ready"] == ("True", "SandboxesReady")

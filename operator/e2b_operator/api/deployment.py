@@ -101,6 +101,10 @@ class E2BDeploymentSpec(K8sModel):
     """How sandboxes are replaced on change."""
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     """Health checking of running sandboxes."""
+    progress_deadline_seconds: int = Field(default=600, ge=10, le=86400)
+    """Seconds a rollout may go without progress (a sandbox created, ready or removed)
+    before the deployment reports Stalled with reason ProgressDeadlineExceeded; it keeps
+    trying meanwhile, like a Deployment's progressDeadlineSeconds."""
 
 
 SandboxPhase = Literal["Starting", "Running", "Unhealthy", "Paused", "Terminating"]
@@ -146,6 +150,8 @@ class E2BDeploymentStatus(StatusModel):
     """Sandboxes that are running and healthy."""
     updated_replicas: int = Field(default=0, ge=0)
     """Sandboxes created from the current template and spec."""
+    updated_ready_replicas: int = Field(default=0, ge=0)
+    """Updated sandboxes that are also ready: the rollout's progress."""
     available_replicas: int = Field(default=0, ge=0)
     """Ready sandboxes counted as available to serve."""
     ready: str | None = Field(default=None, max_length=32, pattern=r"^[0-9]+/[0-9]+$")

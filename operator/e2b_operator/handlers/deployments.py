@@ -7,7 +7,7 @@ import contextlib
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,8 @@ class LoopState:
     failures: int = 0
     generation: int | None = None
     replicas: int | None = None
+    progress_key: tuple[int | None, ...] = ()
+    progress_at: datetime | None = None
     seeded: bool = False
     writer: StatusWriter | None = None
 
@@ -144,8 +146,11 @@ async def reconcile(
         has_health_check=bool(tspec and tspec.hooks and tspec.hooks.health_check),
         problem=problem,
         creating=frozenset(state.creating),
+        progress_since=state.progress_at,
     )
     plan = rd.decide(obs)
+    if _progressed(state, plan.status, now):
+        plan = rd.decide(replace(obs, progress_since=None))
     if await state.writer.write(body, plan.status):
         _announce(body, previous, plan.status)
     if problem is not None:
@@ -352,6 +357,16 @@ async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
 
 
 # -- observing --------------------------------------------------------------------------------
+
+
+def _progressed(state: LoopState, status: E2BDeploymentStatus, now: datetime) -> bool:
+    """Note progress (a new generation, or a change in ready or updated-and-ready sandboxes,
+    so replacing sandboxes that never become ready is no progress); True if there was."""
+    key = (status.observed_generation, status.ready_replicas, status.updated_ready_replicas)
+    if key == state.progress_key and state.progress_at is not None:
+        return False
+    state.progress_key, state.progress_at = key, now
+    return True
 
 
 def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:

@@ -50,6 +50,8 @@ class Observation:
     has_health_check: bool = True
     problem: Problem | None = None
     creating: frozenset[int] = frozenset()
+    progress_since: datetime | None = None
+    """When the rollout last made progress; None: it is making progress now."""
 
 
 @dataclass
@@ -210,6 +212,7 @@ def _status(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> E2BDep
         replicas=len(kept),
         ready_replicas=len(ready),
         updated_replicas=len(updated),
+        updated_ready_replicas=len(updated_ready),
         available_replicas=len(ready),
         ready=ready_text(len(ready), spec.replicas),
         selector=selector_for(obs.name),
@@ -229,10 +232,18 @@ def _conditions(
     spec = obs.spec
     desired = spec.replicas
     problem = obs.problem or _template_problem(obs)
-    stalled = problem is not None and problem.stalled
     converged = (
         updated_ready == desired and existing == desired and not plan.create and not obs.creating
     )
+    if problem is None and not converged and not spec.paused and _past_deadline(obs):
+        problem = Problem(
+            "ProgressDeadlineExceeded",
+            f"no progress in {spec.progress_deadline_seconds}s "
+            f"({_progress(obs, existing, updated_ready, plan)}); see status.sandboxes[].message "
+            "and the template's healthCheck",
+            stalled=True,
+        )
+    stalled = problem is not None and problem.stalled
     if spec.paused:
         paused_all = not plan.pause
         ready = Want("Ready", False, "Paused", f"{desired} sandbox(es) paused; set paused: false")
@@ -272,6 +283,12 @@ def _conditions(
     else:
         degraded = Want("Degraded", False, "Healthy", "")
     return [ready, reconciling, stalled_want, degraded]
+
+
+def _past_deadline(obs: Observation) -> bool:
+    if obs.progress_since is None:
+        return False
+    return (obs.now - obs.progress_since).total_seconds() > obs.spec.progress_deadline_seconds
 
 
 def _template_problem(obs: Observation) -> Problem | None:
