@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(0))
-    reused = cluster.running()
+    pids = args.workdir / "stack.json"
+    crashed_owner = _stop_leftovers(pids, log)
+    # A cluster left by a crashed `make dev` is cleaned up by start(); one of `make cluster`
+    # is reused and left running.
+    reused = None if crashed_owner else cluster.running()
     stack: list[localstack.E2BLocal | localstack.Operator] = []
     try:
         started = time.monotonic()
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"e2b-local serving at {e2b.url}")
         localstack.store_api_key(cluster, e2b)
         stack.append(localstack.start_operator(args.workdir, cluster, e2b))
+        pids.write_text(
+            json.dumps({"pids": {"e2b-local": e2b.pid, "kopf": stack[-1].pid}, "owner": not reused})
+        )
         _write_env(cluster, e2b)
         cluster.kubectl("apply", "-k", str(args.examples))
         ok = _wait_ready(cluster, args.wait, log)
@@ -81,8 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         log("stopping")
         for proc in reversed(stack):
             proc.stop()
+        pids.unlink(missing_ok=True)
         if not reused:
             cluster.stop()
+
+
+def _stop_leftovers(pids: Path, log) -> bool:
+    """Stop e2b-local and the operator of an earlier run that died without cleaning up;
+    True if that run had started the cluster too."""
+    try:
+        leftovers = json.loads(pids.read_text())
+    except (OSError, ValueError):
+        return False
+    for name, pid in leftovers.get("pids", {}).items():
+        if processes.alive(pid, name):
+            log(f"stopping {name} (pid {pid}) left by an earlier run")
+            processes.stop(pid, name, timeout=30)
+    pids.unlink(missing_ok=True)
+    return bool(leftovers.get("owner"))
 
 
 def _wait_ready(cluster: LocalCluster, timeout: float, log) -> bool:
