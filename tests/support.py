@@ -99,3 +99,21 @@ def deployment(name: str, template_name: str, replicas: int = 1, **spec: Any) ->
         "metadata": {"name": name},
         "spec": body,
     }
+
+
+def wait_condition(
+    kube: LocalCluster,
+    namespace: str,
+    kind: str,
+    name: str,
+    type_: str,
+    timeout: float = 90,
+    detail=None,
+) -> dict[str, Any]:
+    """Wait until the object's condition ``type_`` is True; return the object."""
+    return wait_for(
+        lambda: is_true(obj := get(kube, namespace, kind, name), type_) and obj,
+        timeout,
+        f"{kind}/{name} {type_}=True",
+        detail,
+    )

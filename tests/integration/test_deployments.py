@@ -22,6 +22,7 @@ from support import (
     is_true,
     sandboxes,
     template,
+    wait_condition,
     wait_for,
 )
 
@@ -30,12 +31,7 @@ from support import (
 def app(kube: LocalCluster, namespace: str, operator) -> str:
     """A Ready template named app."""
     apply(kube, namespace, template("app"))
-    wait_for(
-        lambda: is_true(get(kube, namespace, "e2bt", "app"), "Ready"),
-        120,
-        "template app Ready",
-        operator.tail,
-    )
+    wait_condition(kube, namespace, "e2bt", "app", "Ready", 120, operator.tail)
     return "app"
 
 
@@ -139,12 +135,7 @@ def test_unhealthy_sandbox_degrades_then_is_replaced(kube, namespace, e2b, app, 
     obj = wait_for(ready(kube, namespace, "sick", 2), 90, "2 ready", operator.tail)
     victim = owned(e2b, obj)[0].sandbox_id
     connect(e2b, victim).commands.run("touch /tmp/sick")
-    degraded = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bd", "sick"), "Degraded") and o,
-        60,
-        "Degraded",
-        operator.tail,
-    )
+    degraded = wait_condition(kube, namespace, "e2bd", "sick", "Degraded", 60, operator.tail)
     assert victim in condition(degraded, "Degraded")["message"]
     assert condition(degraded, "Degraded")["reason"] == "SandboxUnhealthy"
 
@@ -216,7 +207,7 @@ def test_delete_runs_cleanup_hook_then_kills_all(kube, namespace, e2b, operator,
     spec = template("tidy", hooks={"healthCheck": "true", "cleanup": hook})
     spec["spec"]["requirements"]["networkAccess"] = True
     apply(kube, namespace, spec)
-    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "tidy"), "Ready"), 120, "built")
+    wait_condition(kube, namespace, "e2bt", "tidy", "Ready", 120)
     apply(kube, namespace, deployment("bye", "tidy", replicas=2))
     obj = wait_for(ready(kube, namespace, "bye", 2), 90, "2 ready", operator.tail)
     kube.kubectl("-n", namespace, "delete", "e2bd", "bye", "--timeout=60s")
@@ -241,12 +232,7 @@ def test_missing_secret_stalls_then_recovers(kube, namespace, e2b, app, operator
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
     ]
     apply(kube, namespace, deployment("sec", app, replicas=1, env=env))
-    stalled = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bd", "sec"), "Stalled") and o,
-        60,
-        "Stalled",
-        operator.tail,
-    )
+    stalled = wait_condition(kube, namespace, "e2bd", "sec", "Stalled", 60, operator.tail)
     assert condition(stalled, "Stalled")["reason"] == "SecretNotFound"
     assert "creds" in condition(stalled, "Stalled")["message"]
     secret_value = "s3cr3t-value-8f2a"
@@ -267,12 +253,7 @@ def test_missing_secret_stalls_then_recovers(kube, namespace, e2b, app, operator
 
 def test_unknown_template_stalls_then_recovers(kube, namespace, operator) -> None:
     apply(kube, namespace, deployment("orphan", "later", replicas=1))
-    stalled = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bd", "orphan"), "Stalled") and o,
-        60,
-        "Stalled",
-        operator.tail,
-    )
+    stalled = wait_condition(kube, namespace, "e2bd", "orphan", "Stalled", 60, operator.tail)
     assert condition(stalled, "Stalled")["reason"] == "TemplateNotFound"
     assert "later" in condition(stalled, "Ready")["message"]
     apply(kube, namespace, template("later"))

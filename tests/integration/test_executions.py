@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from support import apply, get, is_true, sandboxes, template, wait_for
+from support import apply, get, is_true, sandboxes, template, wait_condition, wait_for
 
 SCRIPT = """
 import json, sys
@@ -33,7 +33,7 @@ def finished(kube, namespace: str, name: str):
 
 def test_ephemeral_run_succeeds_then_expires(kube, namespace, e2b, operator) -> None:
     apply(kube, namespace, template("calc", script=SCRIPT))
-    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "calc"), "Ready"), 120, "built")
+    wait_condition(kube, namespace, "e2bt", "calc", "Ready", 120)
     apply(kube, namespace, execution("once", "calc", input={"n": 21}, ttlSecondsAfterFinished=3))
     obj = wait_for(finished(kube, namespace, "once"), 90, "finished", operator.tail)
     st = obj["status"]
@@ -56,7 +56,7 @@ def test_ephemeral_run_succeeds_then_expires(kube, namespace, e2b, operator) -> 
 
 def test_failing_script_fails_with_its_stderr(kube, namespace, operator) -> None:
     apply(kube, namespace, template("calc", script=SCRIPT))
-    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "calc"), "Ready"), 120, "built")
+    wait_condition(kube, namespace, "e2bt", "calc", "Ready", 120)
     apply(kube, namespace, execution("broken", "calc", input={"fail": True}))
     obj = wait_for(finished(kube, namespace, "broken"), 90, "finished", operator.tail)
     st = obj["status"]

@@ -6,14 +6,22 @@ import json
 
 from e2b_operator import localstack
 from e2b_operator.localstack import E2BLocal
-from support import apply, condition, deployment, get, is_true, sandboxes, template, wait_for
+from support import (
+    apply,
+    condition,
+    deployment,
+    get,
+    is_true,
+    sandboxes,
+    template,
+    wait_condition,
+    wait_for,
+)
 
 
 def ready_template(kube, namespace: str, operator, name: str = "app") -> None:
     apply(kube, namespace, template(name))
-    wait_for(
-        lambda: is_true(get(kube, namespace, "e2bt", name), "Ready"), 120, "built", operator.tail
-    )
+    wait_condition(kube, namespace, "e2bt", name, "Ready", 120, operator.tail)
 
 
 def test_sandboxes_of_a_deployment_deleted_while_down_are_swept(kube, namespace, e2b, operator):
@@ -54,42 +62,22 @@ def test_rejected_api_key_stalls_then_recovers(kube, namespace, e2b: E2BLocal, o
     try:
         operator.restart()
         apply(kube, namespace, deployment("locked", "app", replicas=1))
-        obj = wait_for(
-            lambda: is_true(o := get(kube, namespace, "e2bd", "locked"), "Stalled") and o,
-            60,
-            "Stalled on the rejected key",
-            operator.tail,
-        )
+        obj = wait_condition(kube, namespace, "e2bd", "locked", "Stalled", 60, operator.tail)
         assert condition(obj, "Stalled")["reason"] == "Unauthorized"
         assert "API key" in condition(obj, "Stalled")["message"]
         assert "e2b_not_the_key" not in json.dumps(obj) + operator.log.read_text()
     finally:
         localstack.store_api_key(kube, e2b)
         operator.restart()
-    wait_for(
-        lambda: is_true(get(kube, namespace, "e2bd", "locked"), "Ready"),
-        90,
-        "Ready with the right key",
-        operator.tail,
-    )
+    wait_condition(kube, namespace, "e2bd", "locked", "Ready", 90, operator.tail)
 
 
 def test_rollout_that_never_becomes_ready_stalls_at_its_deadline(kube, namespace, operator):
     apply(kube, namespace, template("never", hooks={"healthCheck": "false"}))
-    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "never"), "Ready"), 120, "built")
+    wait_condition(kube, namespace, "e2bt", "never", "Ready", 120)
     apply(kube, namespace, deployment("stuck", "never", replicas=1, progressDeadlineSeconds=10))
-    obj = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bd", "stuck"), "Stalled") and o,
-        60,
-        "Stalled at the progress deadline",
-        operator.tail,
-    )
+    obj = wait_condition(kube, namespace, "e2bd", "stuck", "Stalled", 60, operator.tail)
     assert condition(obj, "Stalled")["reason"] == "ProgressDeadlineExceeded"
     assert not is_true(obj, "Reconciling")
     apply(kube, namespace, template("never", hooks={"healthCheck": "true"}))
-    wait_for(
-        lambda: is_true(get(kube, namespace, "e2bd", "stuck"), "Ready"),
-        90,
-        "Ready once the health check passes",
-        operator.tail,
-    )
+    wait_condition(kube, namespace, "e2bd", "stuck", "Ready", 90, operator.tail)

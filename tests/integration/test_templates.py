@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from support import apply, condition, deployment, get, is_true, template, wait_for
+from support import apply, condition, deployment, get, is_true, template, wait_condition, wait_for
 
 
 def test_failing_build_stalls_with_its_log_then_recovers(kube, namespace, operator) -> None:
     broken = template("bad", hooks={"postInstall": "echo about to fail; exit 3"})
     apply(kube, namespace, broken)
-    obj = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bt", "bad"), "Stalled") and o,
-        120,
-        "Stalled",
-        operator.tail,
-    )
+    obj = wait_condition(kube, namespace, "e2bt", "bad", "Stalled", 120, operator.tail)
     assert obj["status"]["phase"] == "Failed"
     assert condition(obj, "Stalled")["reason"] == "BuildFailed"
     assert any("about to fail" in line for line in obj["status"]["buildLogTail"])
     columns = kube.kubectl("-n", namespace, "get", "e2bt", "bad").stdout
     assert "Failed" in columns and "pythonBase" in columns
     apply(kube, namespace, template("bad", hooks={"postInstall": "echo fixed"}))
-    obj = wait_for(
-        lambda: is_true(o := get(kube, namespace, "e2bt", "bad"), "Ready") and o,
-        120,
-        "Ready after the fix",
-        operator.tail,
-    )
+    obj = wait_condition(kube, namespace, "e2bt", "bad", "Ready", 120, operator.tail)
     assert obj["status"]["templateID"] and obj["status"]["buildID"]
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
     assert not is_true(obj, "Stalled") and not obj["status"].get("buildLogTail")
@@ -33,7 +23,7 @@ def test_failing_build_stalls_with_its_log_then_recovers(kube, namespace, operat
 
 def test_delete_waits_while_a_deployment_uses_it(kube, namespace, operator) -> None:
     apply(kube, namespace, template("shared"))
-    wait_for(lambda: is_true(get(kube, namespace, "e2bt", "shared"), "Ready"), 120, "built")
+    wait_condition(kube, namespace, "e2bt", "shared", "Ready", 120)
     apply(kube, namespace, deployment("user", "shared", replicas=0))
     kube.kubectl("-n", namespace, "delete", "e2bt", "shared", "--wait=false")
     held = wait_for(
