@@ -6,6 +6,7 @@ import base64
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -270,3 +271,14 @@ def test_backend_errors_back_off_and_converge(kube, namespace, e2b, app, operato
     finally:
         httpx.delete(f"{e2b.url}/admin/faults", headers=headers).raise_for_status()
     assert len(owned(e2b, obj)) == 3
+
+
+def test_sandboxes_outlive_their_e2b_timeout(kube, namespace, e2b, app, operator) -> None:
+    """timeoutSeconds is E2B's kill-at; the operator keeps healthy sandboxes alive past it."""
+    apply(kube, namespace, deployment("long", app, replicas=1, timeoutSeconds=12))
+    obj = wait_for(ready(kube, namespace, "long", 1), 90, "ready", operator.tail)
+    first = owned(e2b, obj)[0]
+    time.sleep(25)
+    now = owned(e2b, obj)
+    assert [s.sandbox_id for s in now] == [first.sandbox_id], "the sandbox expired"
+    assert now[0].end_at > first.end_at
