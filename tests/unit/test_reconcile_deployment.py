@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from e2b_operator.api import E2BDeploymentSpec
+from e2b_operator.reconcile.backoff import backoff, reported
 from e2b_operator.reconcile.deployment import Observation, TemplateView, decide
 from e2b_operator.reconcile.health import Health
 from e2b_operator.reconcile.observed import ObservedSandbox, Problem
@@ -202,3 +203,10 @@ def test_rollout_without_progress_past_the_deadline_stalls() -> None:
         observe(sp, boxes, healthy=["a", "b"], progress_since=NOW - timedelta(seconds=90))
     )
     assert conditions(converged)["Ready"] == ("True", "SandboxesReady")
+
+
+def test_one_transient_blip_is_retried_before_it_shows() -> None:
+    assert not reported(0, transient=True)
+    assert reported(1, transient=True)
+    assert reported(0, transient=False)
+    assert [backoff(n) for n in (1, 2, 3, 20)] == [1.0, 2.0, 4.0, 60.0]

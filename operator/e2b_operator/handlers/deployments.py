@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from ..api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
 from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_shell
 from ..reconcile import deployment as rd
-from ..reconcile.backoff import backoff
+from ..reconcile.backoff import backoff, reported
 from ..reconcile.conditions import Want, merge
 from ..reconcile.config import config_problem, instance_config
 from ..reconcile.expectations import Expectations
@@ -41,6 +42,8 @@ from .context import Services
 from .kube import SecretMissing
 from .status import StatusWriter
 from .wakeups import Waker
+
+log = logging.getLogger(__name__)
 
 PLURAL = "e2bdeployments"
 
@@ -130,6 +133,10 @@ async def reconcile(
         if tspec is not None and not spec.paused:
             await health.check_due(services.backend, spec, tspec, sandboxes, state.health, now)
     except BackendError as exc:
+        log.warning("[%s/%s] %s: %s", target.namespace, target.name, exc.reason, exc.message)
+        if not reported(state.failures, exc.transient):
+            state.failures += 1
+            return backoff(state.failures, services.settings.error_backoff_max_seconds)
         problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
         sandboxes = _from_status(previous)  # keep reporting what was last seen
     wanted = _wanted_hashes(spec, view, envs_spec=spec.wire().get("env", []))

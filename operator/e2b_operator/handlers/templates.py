@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,13 +12,15 @@ import kopf
 from pydantic import ValidationError
 
 from ..api import E2BTemplateSpec, E2BTemplateStatus
-from ..reconcile.backoff import backoff
+from ..reconcile.backoff import backoff, reported
 from ..reconcile.observed import BuildProgress, Problem
 from ..reconcile.recipe import RecipeError, recipe, spec_hash
 from ..reconcile.template import TemplateObservation, decide_template
 from ..sandboxes.errors import BackendError
 from .context import Services
 from .status import StatusWriter
+
+log = logging.getLogger(__name__)
 
 PLURAL = "e2btemplates"
 POLL_SECONDS = 0.5
@@ -69,6 +72,10 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
         try:
             build = await services.builds.poll(previous.template_id, previous.build_id, name)
         except BackendError as exc:
+            log.warning("[%s/%s] %s: %s", meta.namespace, meta.name, exc.reason, exc.message)
+            if not reported(loop.failures, exc.transient):
+                loop.failures += 1
+                return backoff(loop.failures, services.settings.error_backoff_max_seconds)
             problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
     obs = TemplateObservation(obs.generation, obs.spec_hash, previous, build, now, problem)
     plan = decide_template(obs)
