@@ -82,7 +82,7 @@ async def template_event(
         services.deployment_state(uid).waker.poke()
 
 
-@kopf.daemon(*TEMPLATES, cancellation_timeout=30)
+@kopf.daemon(*TEMPLATES, cancellation_backoff=10, cancellation_timeout=30)
 async def template_daemon(
     body: kopf.Body, stopped: Any, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
@@ -120,7 +120,7 @@ async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         state.waker.poke()
 
 
-@kopf.daemon(*DEPLOYMENTS, cancellation_timeout=30)
+@kopf.daemon(*DEPLOYMENTS, cancellation_backoff=10, cancellation_timeout=30)
 async def deployment_daemon(
     body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
 ) -> None:
@@ -143,7 +143,7 @@ def _users(index: Any, template: kopf.Body) -> list[tuple[str, str]]:
 EXECUTIONS = (GROUP, VERSION, "e2bexecutions")
 
 
-@kopf.daemon(*EXECUTIONS, cancellation_timeout=30)
+@kopf.daemon(*EXECUTIONS, cancellation_backoff=10, cancellation_timeout=30)
 async def execution_daemon(
     body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
 ) -> None:
