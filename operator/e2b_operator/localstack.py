@@ -106,7 +106,7 @@ def start_operator(
     env["E2B_API_KEY_SECRET"] = "/".join(API_KEY_SECRET)
     env.update(extra_env or {})
     env["KUBECONFIG"] = str(cluster.kubeconfig)
-    env.setdefault("MALLOC_ARENA_MAX", "2")  # as in the install manifests: fewer idle arenas
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # as manifests/install/deployment.yaml sets it
     pid = processes.spawn(
         [
             str(BIN / "kopf"),
