@@ -37,6 +37,8 @@ def test_every_seed_template_is_a_valid_manifest() -> None:
         assert manifest["metadata"]["name"] == name
         spec = api.E2BTemplateSpec.from_wire(manifest["spec"])
         assert spec.files.main_script == script(filename)
+        if filename.endswith(".py"):  # the helper module its imports need, beside it
+            assert spec.files.modules == {"agent_io.py": script("agent_io.py")}
         assert spec.hooks and spec.hooks.health_check.startswith("test -f /app/main.")
         assert spec.requirements.python_packages == [] and spec.category
         types.add(spec.type)

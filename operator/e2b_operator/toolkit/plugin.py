@@ -17,7 +17,7 @@ from e2b_operator import api
 
 from .builder import TemplateBuilder, dump_yaml
 from .cluster import ToolkitError
-from .collection.catalog import script
+from .collection.catalog import use_script
 from .deployer import TemplateDeployer
 from .registry import TemplateRegistry
 
@@ -26,24 +26,31 @@ def _scaffold(kind: str, name: str, args: argparse.Namespace) -> TemplateBuilder
     description = args.description or f"{name}: a {kind} template"
     agents = [a for a in (args.agents or "").split(",") if a]
     presets: dict[str, Callable[[], TemplateBuilder]] = {
-        "python": lambda: TemplateBuilder.create_python_template(name, description).set_main_script(
-            script("python_base.py")
+        "python": lambda: use_script(
+            TemplateBuilder.create_python_template(name, description), "python_base.py"
         ),
-        "node": lambda: TemplateBuilder.create_node_template(name, description).set_main_script(
-            script("node_base.js")
+        "node": lambda: use_script(
+            TemplateBuilder.create_node_template(name, description), "node_base.js"
         ),
-        "trading": lambda: TemplateBuilder.create_trading_template(
-            name, args.strategy
-        ).set_main_script(script("trading_agent.py")),
-        "claude-flow": lambda: TemplateBuilder.create_claude_flow_template(
-            name, agents or ["researcher", "analyst", "coder"]
-        ).set_main_script(script("claude_flow_swarm.py")),
-        "claude-code": lambda: TemplateBuilder.create_claude_code_template(
-            name, args.description
-        ).set_main_script(script("claude_code_sparc.py")),
-        "reviewer": lambda: TemplateBuilder.create_claude_code_template(
-            name, args.description, sparc_mode="review"
-        ).set_main_script(script("claude_code_reviewer.py")),
+        "trading": lambda: use_script(
+            TemplateBuilder.create_trading_template(name, args.strategy), "trading_agent.py"
+        ),
+        "claude-flow": lambda: use_script(
+            TemplateBuilder.create_claude_flow_template(
+                name, agents or ["researcher", "analyst", "coder"]
+            ),
+            "claude_flow_swarm.py",
+        ),
+        "claude-code": lambda: use_script(
+            TemplateBuilder.create_claude_code_template(name, args.description),
+            "claude_code_sparc.py",
+        ),
+        "reviewer": lambda: use_script(
+            TemplateBuilder.create_claude_code_template(
+                name, args.description, sparc_mode="review"
+            ),
+            "claude_code_reviewer.py",
+        ),
     }
     return presets[kind]()
 

@@ -15,33 +15,43 @@ from ..builder import TemplateBuilder
 REVIEW_LINTERS = ["syntax", "pyflakes", "mccabe", "pycodestyle", "bugbear", "security", "todo"]
 
 
+SHARED_MODULE = "agent_io.py"
+"""The helper module every Python main script imports (config in, JSON out, Claude call)."""
+
+
 def script(filename: str) -> str:
-    """The text of a main script shipped in this package."""
+    """The text of a script shipped in this package."""
     return files(__package__).joinpath(filename).read_text()
 
 
+def use_script(builder: TemplateBuilder, filename: str) -> TemplateBuilder:
+    """Make a collection script the main script, with the helper module it imports."""
+    builder.set_main_script(script(filename))
+    if filename.endswith(".py"):
+        builder.add_module(SHARED_MODULE, script(SHARED_MODULE))
+    return builder
+
+
 def python_base() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_python_template(
             "Python Base", "Python environment: echoes a message and computes statistics over data"
-        )
-        .set_metadata(tags=["python", "base"], category="base")
-        .set_main_script(script("python_base.py"))
+        ).set_metadata(tags=["python", "base"], category="base"),
+        "python_base.py",
     )
 
 
 def node_base() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_node_template(
             "Node.js Base", "Node.js 20 environment: echoes a message and computes statistics"
-        )
-        .set_metadata(tags=["node", "javascript", "base"], category="base")
-        .set_main_script(script("node_base.js"))
+        ).set_metadata(tags=["node", "javascript", "base"], category="base"),
+        "node_base.js",
     )
 
 
 def trading_agent() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_trading_template("Trading Agent Base", "momentum")
         .set_metadata(
             description="Trading agent: RSI, MACD and SMA signals with risk parameters and "
@@ -56,13 +66,13 @@ def trading_agent() -> TemplateBuilder:
             data_sources=["synthetic", "yahoo"],
             indicators=["RSI", "MACD", "SMA"],
             backtest_enabled=True,
-        )
-        .set_main_script(script("trading_agent.py"))
+        ),
+        "trading_agent.py",
     )
 
 
 def claude_flow_swarm() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_claude_flow_template(
             "Claude-Flow Swarm Orchestrator",
             agent_types=["coordinator", "researcher", "coder", "analyst", "tester"],
@@ -77,13 +87,13 @@ def claude_flow_swarm() -> TemplateBuilder:
             max_agents=8,
             coordination_mode="collaborative",
             enable_memory=True,
-        )
-        .set_main_script(script("claude_flow_swarm.py"))
+        ),
+        "claude_flow_swarm.py",
     )
 
 
 def claude_flow_neural() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_claude_flow_template(
             "Claude-Flow Neural Agent", agent_types=["pattern_learner"]
         )
@@ -93,26 +103,26 @@ def claude_flow_neural() -> TemplateBuilder:
             "perceptron on a series and predicts its next move",
             tags=["claude-flow", "neural", "pattern-recognition"],
         )
-        .set_claude_flow_config(swarm_topology="star", enable_neural=True, enable_memory=True)
-        .set_main_script(script("claude_flow_neural.py"))
+        .set_claude_flow_config(swarm_topology="star", enable_neural=True, enable_memory=True),
+        "claude_flow_neural.py",
     )
 
 
 def claude_code_sparc() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_claude_code_template(
             "Claude Code SPARC Developer",
             "SPARC methodology: Specification, Pseudocode, Architecture, Refinement and "
             "Completion, generating code whose tests really run",
         )
         .set_metadata(tags=["claude-code", "sparc", "tdd"])
-        .set_claude_code_config(tools=["Read", "Edit", "Bash"])
-        .set_main_script(script("claude_code_sparc.py"))
+        .set_claude_code_config(tools=["Read", "Edit", "Bash"]),
+        "claude_code_sparc.py",
     )
 
 
 def claude_code_reviewer() -> TemplateBuilder:
-    return (
+    return use_script(
         TemplateBuilder.create_claude_code_template(
             "Claude Code Reviewer",
             "Automated code review with offline linters: syntax, unused imports, undefined "
@@ -120,8 +130,8 @@ def claude_code_reviewer() -> TemplateBuilder:
             sparc_mode="review",
         )
         .set_metadata(tags=["claude-code", "review", "linting", "security"])
-        .set_claude_code_config(linters=REVIEW_LINTERS)
-        .set_main_script(script("claude_code_reviewer.py"))
+        .set_claude_code_config(linters=REVIEW_LINTERS),
+        "claude_code_reviewer.py",
     )
 
 

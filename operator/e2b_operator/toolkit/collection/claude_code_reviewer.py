@@ -15,16 +15,15 @@ Output: one JSON document; errors print {"error": ...} and exit 1.
 import ast
 import builtins
 import io
-import json
 import os
 import re
 import sys
 import tokenize
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
-ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+from agent_io import call_claude, run_main
+
 SOURCE_SUFFIXES = (".py", ".js", ".ts", ".sh", ".go", ".rb", ".java", ".yaml", ".yml", ".toml")
 PENALTY = {"error": 10, "warning": 3, "info": 1}
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.I)
@@ -37,15 +36,6 @@ BRANCHES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.IfExp, ast.Assert)
 BRANCHES += (ast.ExceptHandler, ast.match_case)
 TODO = re.compile(r"\b(TODO|FIXME|XXX|HACK)\b")
 BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__path__"}
-
-
-def read_config() -> dict:
-    """Parse the JSON config from argv[1], else stdin, else {}."""
-    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
-    config = json.loads(raw) if raw.strip() else {}
-    if not isinstance(config, dict):
-        raise ValueError("config must be a JSON object")
-    return config
 
 
 def finding(path: str, line: int, code: str, severity: str, message: str) -> dict:
@@ -294,23 +284,7 @@ def load_files(config: dict) -> dict[str, str]:
 def llm_review(files: dict[str, str], model: str) -> str:
     """A free-text review by Claude (online path)."""
     listing = "\n\n".join(f"### {p}\n```\n{c}\n```" for p, c in sorted(files.items()))
-    body = {
-        "model": model,
-        "max_tokens": 2048,
-        "messages": [{"role": "user", "content": f"Review this code concisely:\n\n{listing}"}],
-    }
-    request = urllib.request.Request(
-        ANTHROPIC_URL,
-        data=json.dumps(body).encode(),
-        headers={
-            "x-api-key": os.environ["ANTHROPIC_API_KEY"],
-            "anthropic-version": "2023-06-01",
-            "content-type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=300) as response:
-        reply = json.load(response)
-    return "".join(part.get("text", "") for part in reply["content"])
+    return call_claude(f"Review this code concisely:\n\n{listing}", model)
 
 
 def score_of(findings: list[dict]) -> int:
@@ -352,15 +326,5 @@ def run(config: dict) -> dict:
     return result
 
 
-def main() -> int:
-    try:
-        result = run(read_config())
-    except (ValueError, TypeError, OSError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        return 1
-    print(json.dumps(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(run, (OSError,)))

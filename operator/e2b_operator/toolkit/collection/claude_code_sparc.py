@@ -9,16 +9,15 @@ Input (JSON, argv[1] or stdin):
 Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
-ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+from agent_io import call_claude, run_main
+
 PHASES = ("specification", "pseudocode", "architecture", "refinement", "completion")
 
 NON_NEGATIVE = """\
@@ -168,36 +167,6 @@ def gcd(a, b):
         "errors": [],
     },
 }
-
-
-def read_config() -> dict:
-    """Parse the JSON config from argv[1], else stdin, else {}."""
-    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
-    config = json.loads(raw) if raw.strip() else {}
-    if not isinstance(config, dict):
-        raise ValueError("config must be a JSON object")
-    return config
-
-
-def call_claude(prompt: str, model: str, max_tokens: int = 2048) -> str:
-    """One Anthropic Messages API call (online path)."""
-    body = {
-        "model": model,
-        "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": prompt}],
-    }
-    request = urllib.request.Request(
-        ANTHROPIC_URL,
-        data=json.dumps(body).encode(),
-        headers={
-            "x-api-key": os.environ["ANTHROPIC_API_KEY"],
-            "anthropic-version": "2023-06-01",
-            "content-type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=300) as response:
-        reply = json.load(response)
-    return "".join(part.get("text", "") for part in reply["content"])
 
 
 def detect(task: str) -> str:
@@ -368,15 +337,15 @@ def run(config: dict) -> dict:
     return {"template": "claude_code_sparc", "mode": mode, "phases": list(PHASES), **phases}
 
 
-def main() -> int:
-    try:
-        result = run(read_config())
-    except (ValueError, TypeError, OSError, subprocess.SubprocessError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        return 1
-    print(json.dumps(result))
-    return 0 if result["completion"]["status"] == "complete" else 1
+def completed(result: dict) -> bool:
+    return result["completion"]["status"] == "complete"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        run_main(
+            run,
+            (OSError, subprocess.SubprocessError),
+            succeeded=lambda result: result["completion"]["status"] == "complete",
+        )
+    )

@@ -10,19 +10,11 @@ Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
 import itertools
-import json
 import math
 import random
 import sys
 
-
-def read_config() -> dict:
-    """Parse the JSON config from argv[1], else stdin, else {}."""
-    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
-    config = json.loads(raw) if raw.strip() else {}
-    if not isinstance(config, dict):
-        raise ValueError("config must be a JSON object")
-    return config
+from agent_io import run_main
 
 
 def synthetic_series(length: int, seed: int) -> list[float]:
@@ -159,15 +151,5 @@ def run(config: dict) -> dict:
     }
 
 
-def main() -> int:
-    try:
-        result = run(read_config())
-    except (ValueError, TypeError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        return 1
-    print(json.dumps(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(run))

@@ -14,12 +14,12 @@ Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
 import hashlib
-import json
 import os
 import re
 import sys
-import urllib.request
 from collections import Counter, deque
+
+from agent_io import call_claude, run_main
 
 TOPOLOGIES = ("mesh", "hierarchical", "ring", "star")
 MODES = ("collaborative", "consensus", "independent")
@@ -36,40 +36,9 @@ ROLES = {  # role: (phase, action)
     "coordinator": (5, "Coordinate and merge the results of"),
 }
 DEFAULT_TYPES = ["coordinator", "researcher", "coder", "analyst", "tester"]
-ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
 STOPWORDS = frozenset(
     ("the", "and", "for", "with", "from", "that", "this", "into", "over", "then", "than", "what")
 )
-
-
-def read_config() -> dict:
-    """Parse the JSON config from argv[1], else stdin, else {}."""
-    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
-    config = json.loads(raw) if raw.strip() else {}
-    if not isinstance(config, dict):
-        raise ValueError("config must be a JSON object")
-    return config
-
-
-def call_claude(prompt: str, model: str, max_tokens: int = 512) -> str:
-    """One Anthropic Messages API call (online path)."""
-    body = {
-        "model": model,
-        "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": prompt}],
-    }
-    request = urllib.request.Request(
-        ANTHROPIC_URL,
-        data=json.dumps(body).encode(),
-        headers={
-            "x-api-key": os.environ["ANTHROPIC_API_KEY"],
-            "anthropic-version": "2023-06-01",
-            "content-type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        reply = json.load(response)
-    return "".join(part.get("text", "") for part in reply["content"])
 
 
 def build_topology(kind: str, n: int) -> tuple[list[tuple[int, int]], bool]:
@@ -153,7 +122,7 @@ def work(agent: dict, task: str, mode: str, model: str) -> dict:
     if mode == "llm":
         prompt = f"You are the {agent['role']} agent of a swarm working on: {task}\n"
         prompt += f"Your subtask: {agent['subtask']}\nAnswer concisely."
-        text = call_claude(prompt, model)
+        text = call_claude(prompt, model, max_tokens=512, timeout=120)
         return {"summary": text, "key_terms": key_terms(text)}
     confidence = 0.6 + (digest(agent["id"], agent["subtask"]) % 350) / 1000
     return {
@@ -273,15 +242,5 @@ def run(config: dict) -> dict:
     return result
 
 
-def main() -> int:
-    try:
-        result = run(read_config())
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        return 1
-    print(json.dumps(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(run, (OSError, KeyError)))

@@ -19,18 +19,11 @@ import sys
 import urllib.parse
 import urllib.request
 
+from agent_io import run_main
+
 STRATEGIES = ("momentum", "rsi", "mean_reversion")
 DEFAULT_RISK = {"max_position_size": 0.1, "stop_loss": 0.02, "take_profit": 0.04}
 YAHOO_CHART = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}?{query}"
-
-
-def read_config() -> dict:
-    """Parse the JSON config from argv[1], else stdin, else {}."""
-    raw = sys.argv[1] if len(sys.argv) > 1 else ("" if sys.stdin.isatty() else sys.stdin.read())
-    config = json.loads(raw) if raw.strip() else {}
-    if not isinstance(config, dict):
-        raise ValueError("config must be a JSON object")
-    return config
 
 
 def synthetic_bars(symbol: str, bars: int, seed: int) -> list[dict]:
@@ -352,15 +345,5 @@ def run(config: dict) -> dict:
     return result
 
 
-def main() -> int:
-    try:
-        result = run(read_config())
-    except (ValueError, TypeError) as exc:
-        print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
-        return 1
-    print(json.dumps(result))
-    return 1 if "error" in result else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(run, succeeded=lambda result: "error" not in result))
