@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .isolation import HostCaps
+from .isolation import Host
 from .sandbox import SandboxRuntime
 
 log = logging.getLogger("e2b_local.builds")
@@ -93,26 +93,23 @@ class TemplateRecord:
 class TemplateStore:
     """Template registry, uploaded build files and the build runner."""
 
-    def __init__(self, state_dir: Path, caps: HostCaps) -> None:
+    def __init__(self, state_dir: Path, host: Host) -> None:
         self.state_dir = state_dir
-        self.caps = caps
+        self.host = host
         self.files_dir = state_dir / "files"
         self.saved_dir = state_dir / "templates"
         for d in (self.files_dir, self.saved_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.templates: dict[str, TemplateRecord] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.run_dir = state_dir / "run"
-        self.mask = self.run_dir / "mask"
         base = TemplateRecord("base", names=["base"], build_id="base", build_status="ready")
         self.templates["base"] = base
 
     # -- registry ---------------------------------------------------------------------------
 
-    def attach(self, run_dir: Path, mask: Path) -> None:
+    def attach(self) -> None:
         """Restore saved templates into the (fresh) layer filesystem."""
-        self.run_dir, self.mask = run_dir, mask
-        (run_dir / "templates").mkdir(exist_ok=True)
+        (self.host.run_dir / "templates").mkdir(exist_ok=True)
         index = self.saved_dir / "index.json"
         if not index.exists():
             return
@@ -139,7 +136,7 @@ class TemplateStore:
         (self.saved_dir / "index.json").write_text(json.dumps(out, indent=1, default=str))
 
     def layer_dir(self, key: str) -> Path:
-        return self.run_dir / "templates" / key
+        return self.host.run_dir / "templates" / key
 
     def _restore_layer(self, key: str) -> None:
         target = self.layer_dir(key)
@@ -160,7 +157,10 @@ class TemplateStore:
         )
 
     def lowers(self, rec: TemplateRecord) -> list[str]:
-        return [str(self.layer_dir(k)) for k in rec.layers] + [str(self.mask), "/"]
+        return [str(self.layer_dir(k)) for k in rec.layers] + [
+            str(self.host.mask),
+            str(self.host.hostroot),
+        ]
 
     def resolve(self, ref: str) -> tuple[TemplateRecord, str | None]:
         """Find a ready template by ID, name or alias (an optional `:tag` is ignored)."""
@@ -333,8 +333,7 @@ class TemplateStore:
         layer = self.layer_dir(key)
         sbx = SandboxRuntime(
             "b" + build.build_id,
-            self.caps,
-            self.run_dir,
+            self.host,
             self.lowers(parent),
             internet=True,
             memory_mb=max(rec.memory_mb, 2048),

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import sbxfs
+from .idmap import ID_BASE, ID_COUNT
 from .runtime import Runtime, SandboxRecord
 from .sandbox import Proc, SandboxError, User
 
@@ -256,22 +257,26 @@ def _fs_error(e: OSError, path: str) -> ConnectError:
     return ConnectError(Code.INTERNAL, f"{e.strerror}: '{path}'")
 
 
-def _owner(uid: int, users: dict[int, str]) -> str:
+def _owner(host_uid: int, users: dict[int, str]) -> str:
+    """The sandbox's name for a host uid of its id range."""
+    uid = host_uid - ID_BASE if 0 <= host_uid - ID_BASE < ID_COUNT else 65534
     return users.get(uid, str(uid))
 
 
 class FilesystemService(EnvdBase):
     """filesystem.Filesystem (Stat, ListDir, MakeDir, Remove, Move)."""
 
-    def _entry(self, sbx: SandboxRecord, path: str, users: dict[int, str]) -> fpb.EntryInfo:
-        s = sbxfs.lstat(sbx.runtime, path)
+    def _entry(
+        self, sbx: SandboxRecord, path: str, user: User, users: dict[int, str]
+    ) -> fpb.EntryInfo:
+        s = sbxfs.lstat(sbx.runtime, path, user)
         is_link = st.S_ISLNK(s.st_mode)
         target = None
         ftype_mode = s.st_mode
         if is_link:
-            target = sbxfs.readlink(sbx.runtime, path)
+            target = sbxfs.readlink(sbx.runtime, path, user)
             with contextlib.suppress(OSError):
-                fd = sbxfs.open_in(sbx.runtime.root_fd or -1, path, os.O_PATH)
+                fd = sbxfs.open_path(sbx.runtime, path, user)
                 ftype_mode = os.fstat(fd).st_mode
                 os.close(fd)
         ftype = (
@@ -281,10 +286,11 @@ class FilesystemService(EnvdBase):
             if st.S_ISREG(ftype_mode)
             else fpb.FileType.UNSPECIFIED
         )
+        gid = s.st_gid - ID_BASE
         try:
-            group = grp.getgrgid(s.st_gid).gr_name if s.st_gid == 0 else _owner(s.st_gid, users)
+            group = grp.getgrgid(gid).gr_name if gid == 0 else _owner(s.st_gid, users)
         except KeyError:
-            group = str(s.st_gid)
+            group = str(gid)
         return fpb.EntryInfo(
             name=posixpath.basename(path) or "/",
             type=ftype,
@@ -307,9 +313,10 @@ class FilesystemService(EnvdBase):
 
     async def stat(self, request: fpb.StatRequest, ctx: RequestContext) -> fpb.StatResponse:
         sbx = self.sandbox(ctx)
-        path = sbxfs.resolve(request.path, self.user(sbx, ctx))
+        user = self.user(sbx, ctx)
+        path = sbxfs.resolve(request.path, user)
         try:
-            return fpb.StatResponse(entry=self._entry(sbx, path, self._users(sbx)))
+            return fpb.StatResponse(entry=self._entry(sbx, path, user, self._users(sbx)))
         except OSError as e:
             raise _fs_error(e, path) from e
 
@@ -317,22 +324,23 @@ class FilesystemService(EnvdBase):
         self, request: fpb.ListDirRequest, ctx: RequestContext
     ) -> fpb.ListDirResponse:
         sbx = self.sandbox(ctx)
-        path = sbxfs.resolve(request.path, self.user(sbx, ctx))
+        user = self.user(sbx, ctx)
+        path = sbxfs.resolve(request.path, user)
         depth = request.depth or 1
         users = self._users(sbx)
         out: list[fpb.EntryInfo] = []
 
         def walk(d: str, level: int) -> None:
-            for name in sbxfs.listdir(sbx.runtime, d):
+            for name in sbxfs.listdir(sbx.runtime, d, user):
                 child = posixpath.join(d, name)
-                entry = self._entry(sbx, child, users)
+                entry = self._entry(sbx, child, user, users)
                 out.append(entry)
                 if level < depth and entry.type == fpb.FileType.DIRECTORY and not entry.is_symlink:
                     walk(child, level + 1)
 
         try:
-            if not st.S_ISDIR(sbxfs.lstat(sbx.runtime, path).st_mode) and path != "/":
-                fd = sbxfs.open_in(sbx.runtime.root_fd or -1, path, os.O_PATH)
+            if not st.S_ISDIR(sbxfs.lstat(sbx.runtime, path, user).st_mode) and path != "/":
+                fd = sbxfs.open_path(sbx.runtime, path, user)
                 is_dir = st.S_ISDIR(os.fstat(fd).st_mode)
                 os.close(fd)
                 if not is_dir:
@@ -351,15 +359,16 @@ class FilesystemService(EnvdBase):
         try:
             if not sbxfs.makedirs(sbx.runtime, path, user):
                 raise ConnectError(Code.ALREADY_EXISTS, f"directory '{path}' already exists")
-            return fpb.MakeDirResponse(entry=self._entry(sbx, path, self._users(sbx)))
+            return fpb.MakeDirResponse(entry=self._entry(sbx, path, user, self._users(sbx)))
         except OSError as e:
             raise _fs_error(e, path) from e
 
     async def remove(self, request: fpb.RemoveRequest, ctx: RequestContext) -> fpb.RemoveResponse:
         sbx = self.sandbox(ctx)
-        path = sbxfs.resolve(request.path, self.user(sbx, ctx))
+        user = self.user(sbx, ctx)
+        path = sbxfs.resolve(request.path, user)
         try:
-            sbxfs.remove(sbx.runtime, path)
+            sbxfs.remove(sbx.runtime, path, user)
         except OSError as e:
             raise _fs_error(e, path) from e
         return fpb.RemoveResponse()
@@ -370,8 +379,8 @@ class FilesystemService(EnvdBase):
         src = sbxfs.resolve(request.source, user)
         dst = sbxfs.resolve(request.destination, user)
         try:
-            sbxfs.move(sbx.runtime, src, dst)
-            return fpb.MoveResponse(entry=self._entry(sbx, dst, self._users(sbx)))
+            sbxfs.move(sbx.runtime, src, dst, user)
+            return fpb.MoveResponse(entry=self._entry(sbx, dst, user, self._users(sbx)))
         except OSError as e:
             raise _fs_error(e, src) from e
 
@@ -409,7 +418,7 @@ class EnvdHttp:
         user = self._user(sbx, request)
         path = sbxfs.resolve(request.query_params.get("path", ""), user)
         try:
-            fd = sbxfs.open_read(sbx.runtime, path)
+            fd = sbxfs.open_read(sbx.runtime, path, user)
         except FileNotFoundError:
             return JSONResponse({"code": 404, "message": f"path '{path}' does not exist"}, 404)
         except IsADirectoryError:

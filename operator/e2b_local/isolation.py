@@ -1,83 +1,191 @@
-"""Host mechanisms for sandbox isolation: capability probe, layer filesystem, base mask, cgroups.
+"""The host side of sandbox isolation: what the host offers, and one server's share of it.
 
-Layout under the state dir:
-  run/              tmpfs mounted by the server (overlayfs refuses layers that lie inside the
-                    host root, which is the lowest layer, so every upper and template layer
-                    lives on this separate filesystem)
-  run/mask/         the base mask layer: hides the host's private directories (/root, /home,
-                    /tmp, /work, ...) and replaces /etc/passwd, /etc/shadow, /etc/hosts
+Layout (all mounts live in the server's private mount namespace):
+  /run/e2b-local/<tag>/  `run`: a tmpfs (overlayfs refuses layers inside the host root, which
+                    is the lowest layer, so every upper and template layer lives on this
+                    separate filesystem); outside the state dir, because crun reaches a
+                    sandbox's root as the sandbox's unprivileged root user, who must be able
+                    to traverse every directory above it
+  run/hostroot/     the host root, idmapped (host uid N appears as ID_BASE + N)
+  run/mask/         the base mask layer: hides the host's private files and directories and
+                    replaces /etc/passwd, /etc/shadow, /etc/hosts
   run/templates/    built template layers (read-only lowers of sandboxes)
-  run/sbx/<id>/     per-sandbox upper, work and mountpoint dirs and the control socket
-  templates/        template metadata and layer tarballs that survive restarts
+  run/sbx/<id>/     per-sandbox upper, work, root (the overlay) and the control socket
+  <state>/templates/ template metadata and layer tarballs that survive restarts
+  <state>/crun/     crun's state of this server's sandboxes
+
+Each server owns the cgroups under `e2b-local-<tag>` (tag: a hash of its state dir), its own
+nftables table and veth names, and cleans up only those, so servers never touch each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .idmap import ID_BASE, host_id, idmapped_bind, mapping_userns
+from .netns import Network
+
 log = logging.getLogger("e2b_local.isolation")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+RUN_ROOT = Path("/run/e2b-local")
 CGROUP_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
-CGROUP_PARENT = "e2b-local"
 KEEP_TOP = {"bin", "lib", "lib32", "lib64", "libx32", "sbin", "usr", "etc", "var", "opt"}
 EMPTY_TOP = {"dev", "proc", "sys", "tmp", "root", "home", "run", "mnt", "media", "srv"}
+# Host files and directories under kept top-level directories that sandboxes must not see.
+HIDDEN = (
+    "etc/shadow-",
+    "etc/gshadow",
+    "etc/gshadow-",
+    "etc/passwd-",
+    "etc/group-",
+    "etc/subuid",
+    "etc/subgid",
+    "etc/ssh",
+    "etc/ssl/private",
+    "etc/sudoers.d",
+    "etc/kubernetes",
+    "etc/machine-id",
+    "var/backups",
+    "var/mail",
+    "var/spool",
+)
+EMPTIED = ("var/log", "var/tmp")
+# Package managers' state stays visible in /var/lib; the rest (databases, services) is hidden.
+VAR_LIB_KEPT = {"dpkg", "apt", "ucf", "pam", "python", "misc", "ca-certificates", "dbus"}
 SANDBOX_USER = ("user", 1000, 1000, "/home/user")
-CFS_PERIOD_US = 100_000
+REQUIRED_TOOLS = ("crun", "nft", "ip")
 
 
 @dataclass
 class HostCaps:
-    """What the host offers; missing pieces are logged at start-up, never silently skipped."""
+    """What the host offers; anything missing stops the server with the reason."""
 
-    root: bool = False
-    overlay: bool = False
-    namespaces: bool = False
-    cgroups: dict[str, bool] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
-        return self.root and self.overlay and self.namespaces
+        return not self.missing
 
 
 def probe() -> HostCaps:
-    caps = HostCaps(root=os.geteuid() == 0)
-    if not caps.root:
+    caps = HostCaps()
+    if os.geteuid() != 0:
         caps.missing.append("not running as root: no mounts, namespaces or cgroups")
     with open("/proc/filesystems") as f:
-        caps.overlay = "overlay" in f.read()
-    if not caps.overlay:
-        caps.missing.append("kernel has no overlayfs")
-    caps.namespaces = shutil.which("unshare") is not None and os.path.exists("/proc/self/ns/pid")
-    if not caps.namespaces:
-        caps.missing.append("no unshare(1) or no PID namespaces")
+        if "overlay" not in f.read():
+            caps.missing.append("kernel has no overlayfs")
+    for tool in REQUIRED_TOOLS:
+        if shutil.which(tool) is None:
+            caps.missing.append(
+                f"`{tool}` not found (Debian: apt-get install crun nftables iproute2)"
+            )
     for ctl in CGROUP_CONTROLLERS:
         d = CGROUP_ROOT / ctl
-        ok = caps.root and d.is_dir() and os.access(d, os.W_OK)
-        caps.cgroups[ctl] = ok
-        if not ok:
-            caps.missing.append(f"cgroup v1 controller '{ctl}' not writable: its limits are off")
-    protect = subprocess.run(
-        ["sh", "-c", "echo -1000 > /proc/self/oom_score_adj"], capture_output=True, check=False
-    )
-    if protect.returncode != 0:
-        caps.missing.append(
-            "cannot lower oom_score_adj: a sandbox's init is not shielded from its OOM killer"
-        )
-    if (CGROUP_ROOT / "memory").is_dir() and not (
-        CGROUP_ROOT / "memory" / "memory.memsw.limit_in_bytes"
-    ).exists():
-        log.info("no swap accounting (memory.memsw); the memory limit covers RAM only")
-    for m in caps.missing:
-        log.warning("isolation degraded: %s", m)
+        if not (d.is_dir() and os.access(d, os.W_OK)):
+            caps.missing.append(f"cgroup v1 controller '{ctl}' not mounted or not writable")
     return caps
+
+
+def server_tag(state_dir: Path) -> str:
+    """Six hex digits naming one server's cgroups, nftables table and veths."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:6]
+
+
+class Host:
+    """One server's share of the host: layer filesystem, cgroup parent, network, crun state."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.tag = server_tag(state_dir)
+        self.run_dir = RUN_ROOT / self.tag
+        self.hostroot = self.run_dir / "hostroot"
+        self.mask = self.run_dir / "mask"
+        self.crun_root = state_dir / "crun"
+        self.cgroup_parent = f"e2b-local-{self.tag}"
+        self.network = Network(self.tag)
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Refuse a second server on the same state dir (it would share every resource)."""
+        fd = os.open(self.state_dir / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SystemExit(f"another e2b-local server uses {self.state_dir}") from None
+        self._lock_fd = fd
+
+    def startup(self) -> None:
+        """Clean what a previous run of this server left, then mount and set up afresh."""
+        self.kill_stale()
+        self.crun_root.mkdir(mode=0o700, exist_ok=True)
+        for child in self.crun_root.iterdir():
+            shutil.rmtree(child, ignore_errors=True)
+        RUN_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+        mount_runfs(self.run_dir)
+        self.remove_cgroups()
+        self.hostroot.mkdir()
+        userns = mapping_userns()
+        try:
+            idmapped_bind(Path("/"), self.hostroot, userns)
+        finally:
+            os.close(userns)
+        build_mask(self.mask, hidden=(self.state_dir,))
+        self.network.setup()
+
+    def shutdown(self) -> None:
+        self.network.teardown()
+        umount_runfs(self.run_dir)
+        for d in (self.run_dir, RUN_ROOT):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        self.remove_cgroups(parents=True)
+
+    def cgroup(self, ctl: str, sandbox_id: str) -> Path:
+        return CGROUP_ROOT / ctl / self.cgroup_parent / sandbox_id
+
+    def cgroups_path(self, sandbox_id: str) -> str:
+        """The OCI cgroupsPath of a sandbox."""
+        return f"{self.cgroup_parent}/{sandbox_id}"
+
+    def _parents(self) -> list[Path]:
+        return [p for p in CGROUP_ROOT.glob(f"*/{self.cgroup_parent}") if p.is_dir()]
+
+    def kill_stale(self) -> int:
+        """Kill processes left in this server's cgroups by a previous run; count the groups."""
+        killed = 0
+        for parent in self._parents():
+            for child in [c for c in parent.iterdir() if c.is_dir()]:
+                if parent.parent.name == "freezer":
+                    with contextlib.suppress(OSError):
+                        (child / "freezer.state").write_text("THAWED")
+                with contextlib.suppress(OSError):
+                    for pid in (child / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        return killed
+
+    def remove_cgroups(self, parents: bool = False) -> None:
+        """Remove this server's empty per-sandbox cgroups (and its parents when `parents`)."""
+        for parent in self._parents():
+            for child in parent.iterdir():
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            if parents:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 def is_mounted(path: Path) -> bool:
@@ -87,13 +195,16 @@ def is_mounted(path: Path) -> bool:
 
 
 def mount_runfs(run: Path) -> None:
-    """Mount a private tmpfs for layers at `run` (cleaning any leftover of a previous run)."""
+    """Mount a private tmpfs for layers at `run` (cleaning any leftover of a previous run).
+
+    Mode 0711: crun reaches a sandbox's root as the sandbox's (unprivileged) root user.
+    """
     run.mkdir(parents=True, exist_ok=True)
     while is_mounted(run):
         subprocess.run(["umount", "-l", str(run)], check=False)
     for child in run.iterdir():
         shutil.rmtree(child, ignore_errors=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=700", "e2b-local", str(run)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=711", "e2b-local", str(run)], check=True)
 
 
 def umount_runfs(run: Path) -> None:
@@ -101,19 +212,53 @@ def umount_runfs(run: Path) -> None:
         subprocess.run(["umount", "-l", str(run)], check=False)
 
 
-def _opaque(path: Path, mode: int = 0o755) -> None:
+def _opaque(path: Path, mode: int = 0o755, owner: int = 0) -> None:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(mode)
+    os.chown(path, host_id(owner), host_id(owner))
     os.setxattr(path, "trusted.overlay.opaque", b"y")
 
 
 def _whiteout(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chown(path.parent, ID_BASE, ID_BASE)
     os.mknod(path, 0o600 | 0o020000, os.makedev(0, 0))
 
 
-def build_mask(mask: Path, hostname: str = "e2b-local") -> None:
-    """Create the mask layer that sits between template layers and the host root."""
+def _hidden_already(mask: Path, rel: str) -> bool:
+    """True if the mask already hides `rel` or one of its parents (whiteout or opaque dir)."""
+    cur = mask
+    for part in Path(rel).parts:
+        cur = cur / part
+        if not os.path.lexists(cur):
+            return False
+        if not cur.is_dir() or _is_opaque(cur):
+            return True
+    return False
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    os.chown(path, ID_BASE, ID_BASE)
+
+
+def build_mask(mask: Path, hidden: tuple[Path, ...] = (), hostname: str = "e2b-local") -> None:
+    """Create the mask layer that sits between template layers and the host root.
+
+    Owned by sandbox root (host uid ID_BASE), like the idmapped host root below it. `hidden`
+    host paths (the server's state dir) are whited out too.
+    """
     mask.mkdir(parents=True, exist_ok=True)
+    os.chown(mask, ID_BASE, ID_BASE)
     for entry in os.listdir("/"):
         if entry in KEEP_TOP:
             continue
@@ -125,12 +270,16 @@ def build_mask(mask: Path, hostname: str = "e2b-local") -> None:
         if not (mask / d).exists():
             _opaque(mask / d, 0o1777 if d == "tmp" else 0o755)
     (mask / "root").chmod(0o700)
+    for rel in (*HIDDEN, *(str(p.resolve()).lstrip("/") for p in hidden)):
+        if os.path.lexists(f"/{rel}") and not _hidden_already(mask, rel):
+            _whiteout(mask / rel)
+    for rel in EMPTIED:
+        _opaque(mask / rel, 0o1777 if rel == "var/tmp" else 0o755)
+    for entry in os.listdir("/var/lib"):
+        if entry not in VAR_LIB_KEPT:
+            _whiteout(mask / "var" / "lib" / entry)
     name, uid, gid, home = SANDBOX_USER
-    (mask / home.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    os.chown(mask / home.lstrip("/"), uid, gid)
-    _opaque(mask / "var" / "tmp", 0o1777)
-    etc = mask / "etc"
-    etc.mkdir(exist_ok=True)
+    _opaque(mask / home.lstrip("/"), 0o755, uid)
     passwd = [
         ln for ln in Path("/etc/passwd").read_text().splitlines() if ln.split(":")[2] != str(uid)
     ]
@@ -139,118 +288,36 @@ def build_mask(mask: Path, hostname: str = "e2b-local") -> None:
         ln for ln in Path("/etc/group").read_text().splitlines() if ln.split(":")[2] != str(gid)
     ]
     group.append(f"{name}:x:{gid}:")
-    (etc / "passwd").write_text("\n".join(passwd) + "\n")
-    (etc / "group").write_text("\n".join(group) + "\n")
+    etc = mask / "etc"
+    _write(etc / "passwd", "\n".join(passwd) + "\n")
+    _write(etc / "group", "\n".join(group) + "\n")
     shadow = [f"{ln.split(':')[0]}:*:19000:0:99999:7:::" for ln in passwd]
-    (etc / "shadow").write_text("\n".join(shadow) + "\n")
-    (etc / "shadow").chmod(0o640)
-    (etc / "hostname").write_text(hostname + "\n")
-    (etc / "hosts").write_text(f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
+    _write(etc / "shadow", "\n".join(shadow) + "\n", 0o640)
+    _write(etc / "hostname", hostname + "\n")
+    _write(etc / "hosts", f"127.0.0.1 localhost {hostname}\n::1 localhost\n")
     # Docker's python images let pip install system-wide; so does the emulated base.
     for marker in Path("/usr/lib").glob("python3*/EXTERNALLY-MANAGED"):
-        d = mask / marker.parent.relative_to("/")
-        d.mkdir(parents=True, exist_ok=True)
-        _whiteout(d / marker.name)
-    for secret in ("gshadow", "ssh"):
-        if os.path.lexists(f"/etc/{secret}"):
-            _whiteout(etc / secret)
+        _whiteout(mask / marker.relative_to("/"))
+    for d in (etc, mask / "usr", mask / "usr" / "lib", mask / "var"):
+        if d.is_dir():
+            os.chown(d, ID_BASE, ID_BASE)
 
 
 class Cgroups:
-    """cgroup v1 groups of one sandbox under <controller>/e2b-local/<id>."""
+    """The cgroup v1 groups crun made for one sandbox under the server's parent."""
 
-    def __init__(self, caps: HostCaps, sandbox_id: str) -> None:
-        self.paths = [
-            CGROUP_ROOT / ctl / CGROUP_PARENT / sandbox_id
-            for ctl in CGROUP_CONTROLLERS
-            if caps.cgroups.get(ctl)
-        ]
-
-    def create(self, memory_mb: int, cpu_count: int) -> None:
-        for p in self.paths:
-            p.mkdir(parents=True, exist_ok=True)
-            ctl = p.parent.parent.name
-            if ctl == "memory":
-                limit = str(memory_mb * 1024 * 1024)
-                (p / "memory.limit_in_bytes").write_text(limit)
-                memsw = p / "memory.memsw.limit_in_bytes"
-                if memsw.exists():
-                    memsw.write_text(limit)
-            elif ctl == "cpu":
-                (p / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-                (p / "cpu.cfs_quota_us").write_text(str(cpu_count * CFS_PERIOD_US))
-            elif ctl == "pids":
-                (p / "pids.max").write_text("4096")
-
-    @property
-    def procs_files(self) -> list[str]:
-        return [str(p / "cgroup.procs") for p in self.paths]
+    def __init__(self, host: Host, sandbox_id: str) -> None:
+        self.paths = {ctl: host.cgroup(ctl, sandbox_id) for ctl in CGROUP_CONTROLLERS}
 
     def pids(self) -> set[int]:
         out: set[int] = set()
-        for p in self.paths:
-            with contextlib.suppress(OSError):
-                out.update(int(x) for x in (p / "cgroup.procs").read_text().split())
+        with contextlib.suppress(OSError):
+            out.update(int(x) for x in (self.paths["pids"] / "cgroup.procs").read_text().split())
         return out
 
-    def freezer(self) -> Path | None:
-        return next((p for p in self.paths if p.parent.parent.name == "freezer"), None)
-
     def freeze(self, frozen: bool) -> bool:
-        f = self.freezer()
-        if f is None:
-            return False
         try:
-            (f / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+            (self.paths["freezer"] / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
         except FileNotFoundError:
             return False  # already removed by a concurrent destroy
         return True
-
-    def oom_kills(self) -> int:
-        for p in self.paths:
-            if p.parent.parent.name == "memory":
-                with contextlib.suppress(OSError):
-                    for line in (p / "memory.oom_control").read_text().splitlines():
-                        if line.startswith("oom_kill "):
-                            return int(line.split()[1])
-        return 0
-
-    def remove(self) -> None:
-        for p in self.paths:
-            with contextlib.suppress(OSError):
-                p.rmdir()
-
-
-def cleanup_stale_cgroups(caps: HostCaps) -> int:
-    """Kill leftovers of a previous run still in e2b-local cgroups and remove the groups."""
-    removed = 0
-    for ctl in CGROUP_CONTROLLERS:
-        parent = CGROUP_ROOT / ctl / CGROUP_PARENT
-        if not caps.cgroups.get(ctl) or not parent.is_dir():
-            continue
-        for child in parent.iterdir():
-            if not child.is_dir():
-                continue
-            if ctl == "freezer":
-                with contextlib.suppress(OSError):
-                    (child / "freezer.state").write_text("THAWED")
-            with contextlib.suppress(OSError):
-                for pid in (child / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), 9)
-            removed += 1
-    return removed
-
-
-def remove_stale_cgroup_dirs(caps: HostCaps, parents: bool = False) -> None:
-    """Remove empty per-sandbox cgroups (and the e2b-local parents when `parents`)."""
-    for ctl in CGROUP_CONTROLLERS:
-        parent = CGROUP_ROOT / ctl / CGROUP_PARENT
-        if caps.cgroups.get(ctl) and parent.is_dir():
-            for child in parent.iterdir():
-                if child.is_dir():
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
-            if parents:
-                with contextlib.suppress(OSError):
-                    parent.rmdir()

@@ -9,7 +9,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from . import isolation
 from .builds import TemplateRecord, TemplateStore
@@ -66,12 +65,8 @@ class SandboxRecord:
 class Runtime:
     """All sandboxes of one e2b-local server."""
 
-    def __init__(
-        self, state_dir: Path, caps: isolation.HostCaps, max_sandboxes: int, store: TemplateStore
-    ) -> None:
-        self.state_dir = state_dir
-        self.run_dir = state_dir / "run"
-        self.caps = caps
+    def __init__(self, host: isolation.Host, max_sandboxes: int, store: TemplateStore) -> None:
+        self.host = host
         self.max_sandboxes = max_sandboxes
         self.templates = store
         self.sandboxes: dict[str, SandboxRecord] = {}
@@ -80,11 +75,8 @@ class Runtime:
         self._reaper: asyncio.Task | None = None
 
     async def startup(self) -> None:
-        isolation.cleanup_stale_cgroups(self.caps)
-        isolation.mount_runfs(self.run_dir)
-        isolation.remove_stale_cgroup_dirs(self.caps)
-        isolation.build_mask(self.run_dir / "mask")
-        self.templates.attach(self.run_dir, self.run_dir / "mask")
+        await asyncio.get_running_loop().run_in_executor(None, self.host.startup)
+        self.templates.attach()
         self._reaper = asyncio.get_running_loop().create_task(self._expire_loop())
 
     async def shutdown(self) -> None:
@@ -95,8 +87,7 @@ class Runtime:
             *(self._destroy(s) for s in list(self.sandboxes.values())), return_exceptions=True
         )
         self.sandboxes.clear()
-        isolation.umount_runfs(self.run_dir)
-        isolation.remove_stale_cgroup_dirs(self.caps, parents=True)
+        self.host.shutdown()
 
     def running_count(self) -> int:
         return self._starting + sum(1 for s in self.sandboxes.values() if s.state == "running")
@@ -135,8 +126,7 @@ class Runtime:
         sandbox_id = "i" + secrets.token_hex(10)
         runtime = SandboxRuntime(
             sandbox_id,
-            self.caps,
-            self.run_dir,
+            self.host,
             self.templates.lowers(template),
             internet=allow_internet,
             memory_mb=template.memory_mb,

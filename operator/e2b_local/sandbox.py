@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .isolation import Cgroups, HostCaps
+from . import oci
+from .isolation import Cgroups, Host
+from .netns import Lease, NetworkError
 
 log = logging.getLogger("e2b_local.sandbox")
 
-INIT_SCRIPT = str(Path(__file__).with_name("sandbox_init.py"))
-HOST_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INIT_SOURCE = Path(__file__).with_name("sandbox_init.py").read_text()
+CRUN = shutil.which("crun") or "/usr/bin/crun"
+DEFAULT_PATH = oci.DEFAULT_PATH
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxError(Exception):
@@ -58,13 +62,12 @@ class Proc:
 
 
 class SandboxRuntime:
-    """The isolated process tree of one sandbox and the host paths that back it."""
+    """The isolated process tree of one sandbox (a crun container) and the host paths behind it."""
 
     def __init__(
         self,
         sandbox_id: str,
-        caps: HostCaps,
-        run_dir: Path,
+        host: Host,
         lowers: list[str],
         *,
         internet: bool,
@@ -73,69 +76,118 @@ class SandboxRuntime:
         upper: Path | None = None,
     ) -> None:
         self.id = sandbox_id
-        self.caps = caps
-        self.dir = run_dir / "sbx" / sandbox_id
+        self.host = host
+        self.dir = host.run_dir / "sbx" / sandbox_id
         self.lowers = lowers
         self.internet = internet
         self.memory_mb = memory_mb
         self.cpu_count = cpu_count
         self.upper = upper or self.dir / "upper"
-        self.cgroups = Cgroups(caps, sandbox_id)
+        self.cgroups = Cgroups(host, sandbox_id)
         self.ctl_path = str(self.dir / "ctl.sock")
-        self.launcher: asyncio.subprocess.Process | None = None
         self.init_pid: int | None = None
         self.root_fd: int | None = None
+        self.lease: Lease | None = None
         self.procs: dict[int, Proc] = {}
         self._users: dict[str, User] = {}
+        self._created = False
 
     async def start(self) -> None:
-        """Create layers and cgroups and start the namespace init; returns once it is ready."""
-        merged = self.dir / "root"
-        work = self.dir / "work"
+        """Mount the root, start the crun container and, with internet, its network."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._mount_root)
+            await self._run_container()
+            if self.internet:
+                assert self.init_pid is not None
+                self.lease = await loop.run_in_executor(
+                    None, self.host.network.attach, self.init_pid
+                )
+        except (OSError, NetworkError) as e:
+            await self.destroy()
+            raise SandboxError(f"sandbox could not start: {e}") from e
+        except BaseException:
+            await self.destroy()
+            raise
+
+    def _mount_root(self) -> None:
+        merged, work = self.dir / "root", self.dir / "work"
         for d in (self.upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
-        self.cgroups.create(self.memory_mb, self.cpu_count)
+        self.dir.chmod(0o711)
+        opts = "lowerdir={},upperdir={},workdir={}".format(":".join(self.lowers), self.upper, work)
+        mount_overlay(str(merged), opts)
+
+    async def _run_container(self) -> None:
+        bundle = self.dir / "bundle"
+        bundle.mkdir(exist_ok=True)
+        spec = oci.SandboxSpec(
+            rootfs=str(self.dir / "root"),
+            hostname="e2b-" + self.id[:12],
+            args=["/usr/bin/python3", "-I", "-S", "-c", INIT_SOURCE],
+            cgroups_path=self.host.cgroups_path(self.id),
+            memory_mb=self.memory_mb,
+            cpu_count=self.cpu_count,
+        )
+        (bundle / "config.json").write_text(json.dumps(oci.config(spec)))
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.ctl_path)
         listener.listen(128)
-        cfg = {
-            "ctl_fd": listener.fileno(),
-            "cgroup_procs": self.cgroups.procs_files,
-            "lowers": self.lowers,
-            "upper": str(self.upper),
-            "work": str(work),
-            "merged": str(merged),
-            "hostname": "e2b-" + self.id[:12],
-            "own_net": not self.internet,
-        }
-        ns = ["--mount", "--pid", "--fork", "--uts", "--ipc"]
-        if not self.internet:
-            ns.append("--net")
-        argv = ["unshare", *ns, "--kill-child=SIGKILL", "--", HOST_PYTHON, "-I", "-S"]
-        argv += [INIT_SCRIPT, json.dumps(cfg)]
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid_file = self.dir / "init.pid"
+        argv = [
+            CRUN,
+            "--root",
+            str(self.host.crun_root),
+            "--cgroup-manager=cgroupfs",
+            "run",
+            "--detach",
+            "--bundle",
+            str(bundle),
+            "--pid-file",
+            str(pid_file),
+            "--preserve-fds",
+            "1",
+            self.id,
+        ]
+        # fd 3 of the container's init is the control socket (dup2 clears its CLOEXEC flag).
+        ctl = os.dup(listener.fileno()) if listener.fileno() == 3 else listener.fileno()
         try:
-            self.launcher = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(listener.fileno(),),
-                env={"PATH": DEFAULT_PATH},
-                start_new_session=True,
+            self._created = True
+            pid = os.posix_spawn(
+                CRUN,
+                argv,
+                {"PATH": oci.DEFAULT_PATH},
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                    (os.POSIX_SPAWN_DUP2, ctl, 3),
+                ],
+                setsid=True,
             )
         finally:
+            os.close(out_w)
+            os.close(err_w)
+            if ctl != listener.fileno():
+                os.close(ctl)
             listener.close()
-        assert self.launcher.stdout and self.launcher.stderr
+        loop = asyncio.get_running_loop()
         try:
-            line = await asyncio.wait_for(self.launcher.stdout.readline(), 30)
-        except TimeoutError:
+            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
             line = b""
-        if line != b"ready\n":
-            err = (await self.launcher.stderr.read()).decode(errors="replace")
-            await self.destroy()
-            raise SandboxError(f"sandbox init failed: {err.strip() or 'no output'}")
-        children = Path(f"/proc/{self.launcher.pid}/task/{self.launcher.pid}/children")
-        self.init_pid = int(children.read_text().split()[0])
+            if os.waitstatus_to_exitcode(status) == 0:
+                line = await asyncio.wait_for(loop.run_in_executor(None, _read_line, out_r), 30)
+            if line != b"ready\n":
+                err = os.read(err_r, 65536).decode(errors="replace").strip()
+                raise SandboxError(f"sandbox init failed: {err or 'no output'}")
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+        self.init_pid = int(pid_file.read_text())
+        with contextlib.suppress(OSError):  # the OOM killer picks commands, not the init
+            Path(f"/proc/{self.init_pid}/oom_score_adj").write_text("-1000")
         self.root_fd = os.open(f"/proc/{self.init_pid}/root", os.O_PATH | os.O_DIRECTORY)
 
     @property
@@ -297,26 +349,17 @@ class SandboxRuntime:
         return self.cgroups.freeze(frozen)
 
     async def destroy(self) -> None:
-        """Kill every process of the sandbox and remove its cgroups, mounts and layer."""
+        """Kill every process of the sandbox; remove its container, cgroups, mounts and layer."""
         self.cgroups.freeze(False)
-        if self.launcher is not None and self.launcher.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.launcher.pid, signal.SIGKILL)
         if self.init_pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signal.SIGKILL)
-        if self.launcher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.launcher.wait(), 5)
-        for _ in range(200):
-            pids = self.cgroups.pids()
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            await asyncio.sleep(0.01)
-        self.cgroups.remove()
+        loop = asyncio.get_running_loop()
+        if self._created:
+            await self._crun("delete", "--force", self.id)
+        if self.lease is not None:
+            await loop.run_in_executor(None, self.host.network.release, self.lease)
+            self.lease = None
         if self.root_fd is not None:
             os.close(self.root_fd)
             self.root_fd = None
@@ -326,7 +369,48 @@ class SandboxRuntime:
                 proc.publish(("end", -9))
                 proc.done.set()
         self.procs.clear()
-        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self.dir, True)
+        await loop.run_in_executor(None, self._remove_dir)
+
+    def _remove_dir(self) -> None:
+        umount(str(self.dir / "root"))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def _crun(self, *args: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            CRUN,
+            "--root",
+            str(self.host.crun_root),
+            "--cgroup-manager=cgroupfs",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            log.warning("crun %s %s: %s", args[0], self.id, err.decode(errors="replace").strip())
+
+
+def _read_line(fd: int) -> bytes:
+    """Read up to a newline from a blocking pipe (EOF ends it too)."""
+    out = b""
+    while not out.endswith(b"\n"):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def mount_overlay(target: str, options: str) -> None:
+    if _libc.mount(b"overlay", target.encode(), b"overlay", 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount overlay on {target}: {os.strerror(err)}")
+
+
+def umount(target: str) -> None:
+    """Detach a mount if it is there."""
+    _libc.umount2(target.encode(), _MNT_DETACH)
 
 
 def _send_fds(sock: socket.socket, payload: bytes, fds: list[int]) -> None:

@@ -1,102 +1,18 @@
-"""PID 1 of one e2b-local sandbox (stdlib only; run by the host's python3 under `unshare`).
+"""PID 1 of one e2b-local sandbox (stdlib only; crun starts it inside the sandbox).
 
-It enters the sandbox's cgroups, mounts the sandbox root (overlayfs + /proc, /dev, /sys),
-pivots into it and then serves spawn/signal requests on a unix socket inherited from the
-server. Each request is one connection: a JSON message plus SCM_RIGHTS fds (stdin, stdout,
-stderr). The reply is one JSON line with the pid, then one with the exit code. As PID 1 it
-reaps every orphan; when it dies the kernel kills every process of the sandbox.
+crun has set up the namespaces, mounts, cgroups, capabilities and seccomp filter; this
+serves spawn/signal requests on a unix socket the server passes as fd 3. Each request is
+one connection: a JSON message plus SCM_RIGHTS fds (stdin, stdout, stderr). The reply is
+one JSON line with the pid, then one with the exit code. As PID 1 it reaps every orphan;
+when it dies the kernel kills every process of the sandbox.
 """
 
 import contextlib
-import ctypes
 import json
 import os
 import selectors
 import signal
 import socket
-import struct
-import sys
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-MNT_DETACH = 2
-SYS_PIVOT_ROOT = 155
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    rc = libc.mount(
-        src.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        flags,
-        data.encode() if data else None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or src} on {target}: {os.strerror(err)}")
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def setup_root(cfg: dict) -> None:
-    """Mount the sandbox filesystem at cfg['merged'] and pivot into it."""
-    for procs in cfg["cgroup_procs"]:
-        _write(procs, "0")
-    with contextlib.suppress(OSError):  # the OOM killer should pick commands, not init
-        _write("/proc/self/oom_score_adj", "-1000")
-    _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    m = cfg["merged"]
-    opts = "lowerdir={},upperdir={},workdir={}".format(
-        ":".join(cfg["lowers"]), cfg["upper"], cfg["work"]
-    )
-    _mount("overlay", m, "overlay", 0, opts)
-    _mount("proc", m + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    if cfg["own_net"]:
-        _mount("sysfs", m + "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    dev = m + "/dev"
-    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")
-    for name in DEV_NODES:
-        open(f"{dev}/{name}", "w").close()
-        _mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND, None)
-    for name, target in (
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ):
-        os.symlink(target, f"{dev}/{name}")
-    os.mkdir(dev + "/pts")
-    _mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666")
-    os.mkdir(dev + "/shm")
-    _mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    socket.sethostname(cfg["hostname"])
-    if cfg["own_net"]:
-        _loopback_up()
-    os.chdir(m)
-    if libc.syscall(SYS_PIVOT_ROOT, b".", b".") != 0:
-        raise OSError(ctypes.get_errno(), "pivot_root")
-    if libc.umount2(b".", MNT_DETACH) != 0:
-        raise OSError(ctypes.get_errno(), "umount old root")
-    os.chdir("/")
-
-
-def _loopback_up() -> None:
-    """Bring `lo` up in the sandbox's own network namespace (SIOCSIFFLAGS)."""
-    import fcntl
-
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifreq = struct.pack("16sH14s", b"lo", 0x1 | 0x8 | 0x40, b"\0" * 14)  # UP|LOOPBACK|RUNNING
-        fcntl.ioctl(s.fileno(), 0x8914, ifreq)
-    finally:
-        s.close()
 
 
 def _child(req: dict, fds: list[int]) -> None:
@@ -109,8 +25,8 @@ def _child(req: dict, fds: list[int]) -> None:
         for sig in (signal.SIGPIPE, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        with contextlib.suppress(OSError):
-            _write("/proc/self/oom_score_adj", "0")
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+            f.write("0")
         os.setgroups(req.get("groups", []))
         os.setgid(req["gid"])
         os.setuid(req["uid"])
@@ -191,15 +107,7 @@ def serve(listener: socket.socket) -> None:
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    listener = socket.socket(fileno=cfg["ctl_fd"])
-    try:
-        setup_root(cfg)
-    except OSError as e:
-        import traceback
-
-        os.write(2, f"sandbox init failed: {e}\n{traceback.format_exc()}".encode())
-        os._exit(1)
+    listener = socket.socket(fileno=3)
     os.write(1, b"ready\n")
     null = os.open("/dev/null", os.O_RDWR)
     for i in (0, 1, 2):

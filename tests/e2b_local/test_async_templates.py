@@ -155,7 +155,7 @@ def test_template_layer_persists_across_restart(tmp_path: Path) -> None:
         )
     finally:
         stop_server(server)
-    assert not leftovers(tmp_path / "state")
+    assert not leftovers(server)
     server = start_server(tmp_path / "state")
     try:
         from e2b import Sandbox
@@ -165,4 +165,4 @@ def test_template_layer_persists_across_restart(tmp_path: Path) -> None:
         s.kill()
     finally:
         stop_server(server)
-    assert not leftovers(tmp_path / "state")
+    assert not leftovers(server)

@@ -59,26 +59,21 @@ def test_env_shows_only_what_was_passed(local: LocalServer) -> None:
         s.kill()
 
 
-def test_network_off_means_no_connectivity(local: LocalServer) -> None:
+def test_every_sandbox_has_its_own_network_namespace(local: LocalServer) -> None:
+    """Internet off: only `lo`. Internet on: `lo` and eth0; the host's loopback unreachable."""
     port = local.url.rsplit(":", 1)[1]
-    s = Sandbox.create(allow_internet_access=False, **local.kw)
-    try:
-        r = s.commands.run(
-            f"curl -s -m 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health; "
-            "echo rc=$?; ls /sys/class/net",
-        )
-        assert "rc=7" in r.stdout  # connection refused: the host's loopback is not reachable
-        assert r.stdout.split("rc=7\n")[1].split() == ["lo"]
-    finally:
-        s.kill()
-    on = Sandbox.create(allow_internet_access=True, **local.kw)
-    try:
-        r = on.commands.run(
-            f"curl -s -m 2 http://127.0.0.1:{port}/health -o /dev/null -w %{{http_code}}"
-        )
-        assert r.stdout == "200"
-    finally:
-        on.kill()
+    probe = (
+        f"curl -s -m 2 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/health; "
+        "echo rc=$?; ls /sys/class/net"
+    )
+    for internet, interfaces in ((False, ["lo"]), (True, ["eth0", "lo"])):
+        s = Sandbox.create(allow_internet_access=internet, **local.kw)
+        try:
+            r = s.commands.run(probe)
+            assert "rc=7" in r.stdout  # connection refused: the sandbox's own loopback
+            assert r.stdout.split("rc=7\n")[1].split() == interfaces
+        finally:
+            s.kill()
 
 
 def test_memory_limit_kills_allocator(local: LocalServer) -> None:
@@ -99,15 +94,17 @@ def test_kill_leaves_no_process_mount_or_layer(local: LocalServer) -> None:
     s = Sandbox.create(**local.kw)
     s.commands.run("sleep 1000 & sleep 1001 &", background=False)
     sid = s.sandbox_id
-    procs = Path(f"/sys/fs/cgroup/pids/e2b-local/{sid}/cgroup.procs")
+    procs = local.cgroup_procs(sid)
     assert len(procs.read_text().split()) >= 3
-    layer = local.state_dir / "run" / "sbx" / sid
+    # the server's mounts live in its own mount namespace: look through its eyes
+    layer = Path(f"/proc/{local.proc.pid}/root{local.host['runDir']}/sbx/{sid}")
     assert layer.is_dir()
+    server_mounts = Path(f"/proc/{local.proc.pid}/mounts")
+    assert sid in server_mounts.read_text()
     s.kill()
     assert not procs.parent.exists()
     assert not layer.exists()
-    with open("/proc/self/mounts") as f:
-        assert sid not in f.read()
+    assert sid not in server_mounts.read_text()
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 1000" not in ps and "sleep 1001" not in ps
 
@@ -115,7 +112,7 @@ def test_kill_leaves_no_process_mount_or_layer(local: LocalServer) -> None:
 def test_sandbox_whose_init_dies_is_removed(local: LocalServer) -> None:
     """A crashed sandbox is gone, as a crashed VM is on E2B: not listed, not reported running."""
     s = Sandbox.create(**local.kw)
-    procs = Path(f"/sys/fs/cgroup/pids/e2b-local/{s.sandbox_id}/cgroup.procs")
+    procs = local.cgroup_procs(s.sandbox_id)
     init = next(
         int(pid)
         for pid in procs.read_text().split()
@@ -215,4 +212,4 @@ async def test_concurrency_limit_answers_429(tmp_path: Path) -> None:
         await AsyncSandbox.create(**server.kw)  # left running: shutdown must clean it
     finally:
         stop_server(server)
-    assert not leftovers(tmp_path / "st")
+    assert not leftovers(server)
