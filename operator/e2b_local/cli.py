@@ -1,4 +1,9 @@
-"""`e2b-local serve`: run the local E2B-compatible runtime and print the SDK environment."""
+"""`e2b-local serve`: run the local E2B-compatible runtime and print the SDK environment.
+
+The API key comes from $E2B_LOCAL_API_KEY or --api-key-file, never from the command line
+(where `ps` shows it); without either, a new key is written to <state-dir>/api-key (0600).
+The key itself is never printed or logged.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import socket
 import sys
 from pathlib import Path
 
 import uvicorn
 
+from . import hostns
 from .faults import Faults, parse_spec
 from .server import LocalE2B
 
@@ -22,6 +29,27 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def _read_key(path: str) -> str:
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as e:
+        raise ValueError(f"--api-key-file: {e.strerror}: {path}") from e
+    if not key:
+        raise ValueError(f"--api-key-file: {path} is empty")
+    return key
+
+
+def _write_key(path: Path) -> str:
+    """Generate a key into ``path``, created 0600 (a previous file is replaced)."""
+    key = "e2b_" + secrets.token_hex(20)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="e2b-local", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -29,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0, help="0 picks a free port")
     s.add_argument("--state-dir", default="/var/lib/e2b-local")
-    s.add_argument("--api-key", default=os.environ.get("E2B_LOCAL_API_KEY"))
+    s.add_argument(
+        "--api-key-file",
+        help="file holding the API key (default: $E2B_LOCAL_API_KEY, else a new key is "
+        "written to <state-dir>/api-key)",
+    )
+    s.add_argument("--api-key", help=argparse.SUPPRESS)
     s.add_argument("--max-sandboxes", type=int, default=100)
     s.add_argument(
         "--fault",
@@ -48,13 +81,35 @@ def main(argv: list[str] | None = None) -> None:
         faults = Faults(parse_spec(spec))
     except ValueError as e:
         p.error(str(e))
-    api_key = args.api_key or "e2b_" + secrets.token_hex(20)
+    if args.api_key is not None:
+        s.error(
+            "--api-key would show the key to every user in `ps`; "
+            "set E2B_LOCAL_API_KEY or pass --api-key-file PATH"
+        )
+    state_dir = Path(args.state_dir).resolve()
+    env_key = os.environ.pop("E2B_LOCAL_API_KEY", None)  # not inherited by anything we start
+    key_file: Path | None = None
+    if args.api_key_file:
+        try:
+            api_key = _read_key(args.api_key_file)
+        except ValueError as e:
+            s.error(str(e))
+        key_file = Path(args.api_key_file).resolve()
+    elif env_key:
+        api_key = env_key
+    else:
+        key_file = state_dir / "api-key"
+        api_key = _write_key(key_file)
     port = args.port or _free_port(args.host)
-    app = LocalE2B(Path(args.state_dir).resolve(), api_key, args.max_sandboxes, faults)
+    hostns.enter_private_mount_namespace()
+    app = LocalE2B(state_dir, api_key, args.max_sandboxes, faults)
     url = f"http://{args.host}:{port}"
     print(f"export E2B_API_URL={url}", flush=True)
     print(f"export E2B_SANDBOX_URL={url}", flush=True)
-    print(f"export E2B_API_KEY={api_key}", flush=True)
+    if key_file is not None:
+        print(f'export E2B_API_KEY="$(cat {shlex.quote(str(key_file))})"', flush=True)
+    else:
+        print("# E2B_API_KEY: the value of E2B_LOCAL_API_KEY", flush=True)
     sys.stdout.flush()
     uvicorn.run(
         app,

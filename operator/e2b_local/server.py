@@ -1,8 +1,11 @@
 """The single ASGI app of e2b-local: control plane, upload URL and envd, on one port.
 
 Requests with an `E2b-Sandbox-Id` header go to that sandbox's envd (like E2B's edge proxy,
-which answers 502 "The sandbox was not found" for dead or paused sandboxes); everything else
-is the control plane, which needs `X-API-Key` and passes through fault injection.
+which answers 502 "The sandbox was not found" for dead or paused sandboxes) and need the
+sandbox's `X-Access-Token` (except envd's `/health`); upload URLs need the token that
+`GET /templates/{id}/files/{hash}` signed into them; `/health` is open; everything else,
+`/admin/*` included, is the control plane, which needs `X-API-Key` and passes through fault
+injection.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ class LocalE2B:
         self.caps = isolation.probe()
         if not self.caps.usable:
             raise SystemExit(
-                "e2b-local needs root, overlayfs and namespaces: " + "; ".join(self.caps.missing)
+                "e2b-local cannot isolate sandboxes here: " + "; ".join(self.caps.missing)
             )
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.runtime = Runtime(
-            state_dir, self.caps, max_sandboxes, TemplateStore(state_dir, self.caps)
-        )
+        host = isolation.Host(state_dir)
+        host.lock()
+        self.runtime = Runtime(host, max_sandboxes, TemplateStore(state_dir, host))
         self.cp = ControlPlane(self.runtime)
         self.envd_http, self.process_app, self.fs_app = build_envd_apps(self.runtime)
         handlers = {ApiError: self._api_error, FileError: self._file_error}
@@ -58,11 +61,13 @@ class LocalE2B:
             routes=[
                 *self.cp.routes(),
                 Route("/admin/faults", self.faults.admin, methods=["GET", "POST", "DELETE"]),
+                Route("/admin/host", self._host_info, methods=["GET"]),
             ],
             exception_handlers=handlers,  # type: ignore[arg-type]
         )
         self.upload_app = Starlette(
-            routes=[Route(UPLOAD_PREFIX + "{hash}", self.cp.upload, methods=["PUT", "POST"])]
+            routes=[Route(UPLOAD_PREFIX + "{hash}", self.cp.upload, methods=["PUT", "POST"])],
+            exception_handlers=handlers,  # type: ignore[arg-type]
         )
         self.envd_app = Starlette(
             routes=[
@@ -81,6 +86,20 @@ class LocalE2B:
     async def _file_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FileError)
         return error(exc.code, exc.message)
+
+    async def _host_info(self, request: Request) -> Response:
+        """Where this server keeps its sandboxes on the host (for operators and tests)."""
+        host = self.runtime.host
+        return JSONResponse(
+            {
+                "tag": host.tag,
+                "runDir": str(host.run_dir),
+                "cgroupParent": host.cgroup_parent,
+                "nftablesTable": host.network.table,
+                "vethPrefix": host.network.if_prefix,
+                "sandboxNetwork": str(host.network.block) if host.network.block else None,
+            }
+        )
 
     async def _health(self, request: Request) -> Response:
         return Response(status_code=204)

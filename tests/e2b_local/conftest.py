@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -9,19 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 API_KEY = "e2b_localtest0123456789"
+CGROUPS = Path("/sys/fs/cgroup")
 
 
 @dataclass
 class LocalServer:
     url: str
-    api_key: str
+    api_key: str = field(repr=False)
     state_dir: Path
     proc: subprocess.Popen
 
@@ -29,6 +31,15 @@ class LocalServer:
     def kw(self) -> dict[str, object]:
         """SDK connection params (retries=0 keeps error paths fast)."""
         return {"api_url": self.url, "sandbox_url": self.url, "api_key": self.api_key}
+
+    @functools.cached_property
+    def host(self) -> dict[str, str]:
+        """Where the server keeps its sandboxes: run dir, cgroup parent, nftables, veths."""
+        r = httpx.get(f"{self.url}/admin/host", headers={"X-API-Key": self.api_key})
+        return r.raise_for_status().json()
+
+    def cgroup_procs(self, sandbox_id: str) -> Path:
+        return CGROUPS / "pids" / self.host["cgroupParent"] / sandbox_id / "cgroup.procs"
 
     def admin_faults(self, spec: str | None) -> None:
         h = {"X-API-Key": self.api_key}
@@ -46,15 +57,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def leftovers(state_dir: Path) -> list[str]:
-    """Mounts under the state dir and e2b-local cgroups still present."""
-    out = []
-    with open("/proc/self/mounts") as f:
-        out += [ln for ln in f if str(state_dir) in ln]
-    for ctl in ("memory", "cpu", "pids", "freezer"):
-        parent = Path("/sys/fs/cgroup") / ctl / "e2b-local"
-        if parent.is_dir():
-            out += [str(p) for p in parent.iterdir() if p.is_dir()]
+def leftovers(server: LocalServer) -> list[str]:
+    """What a stopped server left: its run dir, cgroups, nftables table or veths."""
+    host = server.host
+    out = [str(p) for p in CGROUPS.glob(f"*/{host['cgroupParent']}")]
+    if Path(host["runDir"]).exists():
+        out.append(host["runDir"])
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    if host["nftablesTable"] in tables:
+        out.append(f"nftables table {host['nftablesTable']}")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    out += [ln for ln in links.splitlines() if host["vethPrefix"] in ln]
     return out
 
 
@@ -62,6 +75,7 @@ def start_server(state_dir: Path, *extra: str) -> LocalServer:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     env["E2B_LOCAL_SECRET_CANARY"] = "must-not-leak"
+    env["E2B_LOCAL_API_KEY"] = API_KEY
     proc = subprocess.Popen(
         [
             os.path.join(os.path.dirname(sys.executable), "e2b-local"),
@@ -70,8 +84,6 @@ def start_server(state_dir: Path, *extra: str) -> LocalServer:
             str(port),
             "--state-dir",
             str(state_dir),
-            "--api-key",
-            API_KEY,
             *extra,
         ],
         env=env,
@@ -86,7 +98,9 @@ def start_server(state_dir: Path, *extra: str) -> LocalServer:
             raise RuntimeError(f"e2b-local exited: {proc.stdout.read() if proc.stdout else ''}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return LocalServer(url, API_KEY, state_dir, proc)
+                server = LocalServer(url, API_KEY, state_dir, proc)
+                assert server.host  # known while it runs, checked after it stops
+                return server
         except httpx.TransportError:
             time.sleep(0.05)
     proc.kill()
@@ -109,5 +123,5 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     server = start_server(state, "--max-sandboxes", "40")
     yield server
     log = stop_server(server)
-    left = leftovers(state)
+    left = leftovers(server)
     assert not left, f"e2b-local left state behind: {left}\n{log[-3000:]}"
