@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install crds manifests kube-binaries cluster cluster-down dev test lint bench-local bench
+.PHONY: help install system-deps crds manifests kube-binaries cluster cluster-down dev test lint bench-local bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,19 +18,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+SYSTEM_TOOLS := crun nft ip
+SYSTEM_PACKAGES := crun nftables iproute2
+
+system-deps: ## Install e2b-local's host tools (crun, nftables, iproute2) from Debian if missing
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(SYSTEM_PACKAGES) (e2b-local runs sandboxes with crun)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
+
 cluster: $(STAMP) ## Start the local control plane (etcd, kube-apiserver, controller-manager); writes .dev/kubeconfig
 	$(BIN)/e2b-operator-cluster up --workdir .dev
 
 cluster-down: ## Stop the local control plane started by `make cluster`
 	@test ! -x $(BIN)/e2b-operator-cluster || $(BIN)/e2b-operator-cluster down --workdir .dev
 
-dev: $(STAMP) ## Run the main job: local cluster, e2b-local, the operator, templates and a deployment (Ctrl-C stops)
+dev: $(STAMP) system-deps ## Run the main job: local cluster, e2b-local, the operator, templates and a deployment (Ctrl-C stops)
 	$(BIN)/python -m e2b_operator.devenv $(DEV_ARGS)
 
 kube-binaries: $(STAMP) ## Build (once per version) or find kube-apiserver, controller-manager, kubectl, etcd
 	$(BIN)/e2b-operator-cluster binaries
 
-test: lint kube-binaries ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
+test: lint kube-binaries system-deps ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 	$(BIN)/pytest
 
 crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models
@@ -43,8 +53,8 @@ lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
 
-bench-local: $(STAMP) ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
+bench-local: $(STAMP) system-deps ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
 	$(BIN)/python bench/bench_local.py
 
-bench: $(STAMP) ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes)
+bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes)
 	$(BIN)/python bench/bench_operator.py
