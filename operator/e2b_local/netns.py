@@ -11,6 +11,8 @@ it opened the connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import fcntl
 import ipaddress
@@ -201,7 +203,7 @@ class Network:
 
     # -- sandboxes ---------------------------------------------------------------------------
 
-    def attach(self, pid: int) -> Lease:
+    async def attach(self, pid: int) -> Lease:
         """Give the sandbox whose init is `pid` an eth0 with a route out."""
         if self.block is None:
             raise NetworkError("sandbox networking is not set up")
@@ -213,20 +215,36 @@ class Network:
         base = int(self.block.network_address) + 2 * index
         host, inside = str(ipaddress.IPv4Address(base)), str(ipaddress.IPv4Address(base + 1))
         try:
-            _run(
-                ["ip", "-batch", "-"],
+            await _ip_batch(
                 f"link add {lease.host_if} type veth peer name eth0 netns {pid}\n"
                 f"addr add {host}/31 dev {lease.host_if}\n"
-                f"link set {lease.host_if} up\n",
+                f"link set {lease.host_if} up\n"
             )
-            _configure_inside(pid, inside, host)
+            await asyncio.get_running_loop().run_in_executor(
+                None, _configure_inside, pid, inside, host
+            )
         except BaseException:
-            self.release(lease)
+            await self.release(lease)
             raise
         return lease
 
-    def release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease) -> None:
         """Delete the veth (gone already if the sandbox's netns died) and free its address."""
-        subprocess.run(["ip", "link", "del", lease.host_if], capture_output=True, check=False)
+        with contextlib.suppress(NetworkError):
+            await _ip_batch(f"link del {lease.host_if}\n")
         with self._lock:
             self.free.append(lease.index)
+
+
+async def _ip_batch(commands: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "ip",
+        "-batch",
+        "-",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate(commands.encode())
+    if proc.returncode != 0:
+        raise NetworkError(f"ip: {err.decode(errors='replace').strip()}")

@@ -107,13 +107,23 @@ def _devices() -> list[dict[str, Any]]:
     return rules
 
 
-def config(spec: SandboxSpec) -> dict[str, Any]:
-    """The whole config.json for `spec`."""
+def config(spec: SandboxSpec, seccomp_bpf: str | None = None) -> dict[str, Any]:
+    """The whole config.json for `spec`.
+
+    `seccomp_bpf` (base64) is the filter crun compiled from the same profile for an earlier
+    sandbox: crun loads it as is (its `run.oci.seccomp_bpf_data` annotation) instead of
+    compiling the profile again, which costs a fifth of a sandbox's start.
+    """
     caps = list(CAPABILITIES)
     # A new network namespace has only `lo`; the server adds eth0 when internet is on.
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user", "cgroup", "network")]
     mapping = [{"containerID": 0, "hostID": ID_BASE, "size": ID_COUNT}]
-    return {
+    seccomp: dict[str, Any] = (
+        {"annotations": {"run.oci.seccomp_bpf_data": seccomp_bpf}}
+        if seccomp_bpf
+        else {"linux": {"seccomp": oci_seccomp(frozenset(caps))}}
+    )
+    out: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "root": {"path": spec.rootfs, "readonly": False},
         "hostname": spec.hostname,
@@ -142,6 +152,8 @@ def config(spec: SandboxSpec) -> dict[str, Any]:
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
             "rootfsPropagation": "rprivate",
-            "seccomp": oci_seccomp(frozenset(caps)),
         },
     }
+    out.setdefault("annotations", {}).update(seccomp.get("annotations", {}))
+    out["linux"].update(seccomp.get("linux", {}))
+    return out

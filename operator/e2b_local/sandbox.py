@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import json
@@ -93,16 +94,17 @@ class SandboxRuntime:
         self._created = False
 
     async def start(self) -> None:
-        """Mount the root, start the crun container and, with internet, its network."""
-        loop = asyncio.get_running_loop()
+        """Mount the root, start the crun container and, with internet, its network.
+
+        No wait for the init to come up: the control socket listens before crun starts, so
+        the first request waits in its backlog, and fails if the init dies instead.
+        """
         try:
-            await loop.run_in_executor(None, self._mount_root)
+            self._mount_root()
             await self._run_container()
             if self.internet:
                 assert self.init_pid is not None
-                self.lease = await loop.run_in_executor(
-                    None, self.host.network.attach, self.init_pid
-                )
+                self.lease = await self.host.network.attach(self.init_pid)
         except (OSError, NetworkError) as e:
             await self.destroy()
             raise SandboxError(f"sandbox could not start: {e}") from e
@@ -129,18 +131,14 @@ class SandboxRuntime:
             memory_mb=self.memory_mb,
             cpu_count=self.cpu_count,
         )
-        (bundle / "config.json").write_text(json.dumps(oci.config(spec)))
+        (bundle / "config.json").write_text(json.dumps(oci.config(spec, self.host.seccomp_bpf)))
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.ctl_path)
         listener.listen(128)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        pid_file = self.dir / "init.pid"
+        pid_file, err_file = self.dir / "init.pid", self.dir / "crun.err"
         argv = [
             CRUN,
-            "--root",
-            str(self.host.crun_root),
-            "--cgroup-manager=cgroupfs",
+            *self.host.crun_args,
             "run",
             "--detach",
             "--bundle",
@@ -161,31 +159,23 @@ class SandboxRuntime:
                 {"PATH": oci.DEFAULT_PATH},
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, str(err_file), os.O_WRONLY | os.O_CREAT, 0o600),
                     (os.POSIX_SPAWN_DUP2, ctl, 3),
                 ],
                 setsid=True,
             )
         finally:
-            os.close(out_w)
-            os.close(err_w)
             if ctl != listener.fileno():
                 os.close(ctl)
             listener.close()
-        loop = asyncio.get_running_loop()
-        try:
-            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
-            line = b""
-            if os.waitstatus_to_exitcode(status) == 0:
-                line = await asyncio.wait_for(loop.run_in_executor(None, _read_line, out_r), 30)
-            if line != b"ready\n":
-                err = os.read(err_r, 65536).decode(errors="replace").strip()
-                raise SandboxError(f"sandbox init failed: {err or 'no output'}")
-        finally:
-            os.close(out_r)
-            os.close(err_r)
+        if await wait_pid(pid) != 0:
+            err = err_file.read_text(errors="replace").strip()
+            raise SandboxError(f"sandbox init failed: {err or 'crun failed without a message'}")
         self.init_pid = int(pid_file.read_text())
+        if self.host.seccomp_bpf is None:
+            compiled = self.host.crun_root / self.id / "seccomp.bpf"
+            self.host.seccomp_bpf = base64.b64encode(compiled.read_bytes()).decode()
         with contextlib.suppress(OSError):  # the OOM killer picks commands, not the init
             Path(f"/proc/{self.init_pid}/oom_score_adj").write_text("-1000")
         self.root_fd = os.open(f"/proc/{self.init_pid}/root", os.O_PATH | os.O_DIRECTORY)
@@ -358,7 +348,7 @@ class SandboxRuntime:
         if self._created:
             await self._crun("delete", "--force", self.id)
         if self.lease is not None:
-            await loop.run_in_executor(None, self.host.network.release, self.lease)
+            await self.host.network.release(self.lease)
             self.lease = None
         if self.root_fd is not None:
             os.close(self.root_fd)
@@ -378,9 +368,7 @@ class SandboxRuntime:
     async def _crun(self, *args: str) -> None:
         proc = await asyncio.create_subprocess_exec(
             CRUN,
-            "--root",
-            str(self.host.crun_root),
-            "--cgroup-manager=cgroupfs",
+            *self.host.crun_args,
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
@@ -391,15 +379,19 @@ class SandboxRuntime:
             log.warning("crun %s %s: %s", args[0], self.id, err.decode(errors="replace").strip())
 
 
-def _read_line(fd: int) -> bytes:
-    """Read up to a newline from a blocking pipe (EOF ends it too)."""
-    out = b""
-    while not out.endswith(b"\n"):
-        chunk = os.read(fd, 64)
-        if not chunk:
-            break
-        out += chunk
-    return out
+async def wait_pid(pid: int) -> int:
+    """Wait for a child without blocking the loop or a thread (pidfd); its exit code."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(pid)
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def mount_overlay(target: str, options: str) -> None:
