@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import oci
+from .idmap import ID_BASE
 from .isolation import Cgroups, Host
 from .netns import Lease, NetworkError
 
@@ -117,6 +118,9 @@ class SandboxRuntime:
         for d in (self.upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o711)
+        # The upper dir's owner is the owner of the sandbox's `/`: sandbox root.
+        os.chown(self.upper, ID_BASE, ID_BASE)
+        self.upper.chmod(0o755)
         opts = "lowerdir={},upperdir={},workdir={}".format(":".join(self.lowers), self.upper, work)
         mount_overlay(str(merged), opts)
 

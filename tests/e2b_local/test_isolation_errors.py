@@ -27,6 +27,9 @@ def test_file_in_a_absent_from_b_and_host(local: LocalServer) -> None:
     try:
         a.commands.run("echo secret-a > /tmp/only-in-a; echo x > /home/user/a-home")
         a.commands.run("echo root-write > /usr/local/bin/a-tool", user="root")
+        # sandbox root owns its whole filesystem, `/` included, as in E2B's VM
+        mkdir = a.commands.run("mkdir /made-by-root && stat -c %U:%G / /usr", user="root")
+        assert mkdir.stdout == "root:root\nroot:root\n"
         assert a.files.exists("/tmp/only-in-a")
         assert not b.files.exists("/tmp/only-in-a")
         assert not b.files.exists("/usr/local/bin/a-tool")
