@@ -112,7 +112,7 @@ class Host:
         self.mask = self.run_dir / "mask"
         self.crun_root = state_dir / "crun"
         self.cgroup_parent = f"e2b-local-{self.tag}"
-        self.network = Network(self.tag)
+        self.network = Network(self.tag, state_dir / "network-block")
         self.seccomp_bpf: str | None = None  # base64, compiled by crun for the first sandbox
         self.crun_args = ["--root", str(self.crun_root), "--cgroup-manager=cgroupfs"]
         self._lock_fd: int | None = None

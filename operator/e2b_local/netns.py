@@ -23,6 +23,7 @@ import struct
 import subprocess
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger("e2b_local.netns")
 
@@ -133,8 +134,9 @@ class Lease:
 class Network:
     """The internet-on network of one e2b-local server (identified by `tag`)."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, claim: Path) -> None:
         self.tag = tag
+        self.claim = claim  # the block this server reserved, for cleanup after a crash
         self.table = f"e2b_local_{tag}"
         self.if_prefix = f"e2{tag}h"
         self.block: ipaddress.IPv4Network | None = None
@@ -156,6 +158,10 @@ class Network:
                 break
         if self.block is None:
             raise NetworkError("no free /20 in 100.64.0.0/10 for sandbox networks")
+        # Reserve the block: other servers see it as used; unassigned addresses in it are
+        # unreachable (each sandbox's /31 is more specific).
+        _run(["ip", "route", "add", "unreachable", str(self.block)])
+        self.claim.write_text(str(self.block))
         self.free = list(range(self.block.num_addresses // 2 - 1, 0, -1))
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             if f.read().strip() != "1":
@@ -189,7 +195,13 @@ class Network:
 """
 
     def teardown(self) -> None:
-        """Remove this server's rules and any host-side veth it left behind."""
+        """Remove this server's rules, block reservation and any veth it left behind."""
+        if self.claim.exists():
+            block = self.claim.read_text().strip()
+            subprocess.run(
+                ["ip", "route", "del", "unreachable", block], capture_output=True, check=False
+            )
+            self.claim.unlink()
         subprocess.run(
             ["nft", "delete", "table", "inet", self.table], capture_output=True, check=False
         )

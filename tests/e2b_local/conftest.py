@@ -68,6 +68,8 @@ def leftovers(server: LocalServer) -> list[str]:
         out.append(f"nftables table {host['nftablesTable']}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     out += [ln for ln in links.splitlines() if host["vethPrefix"] in ln]
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    out += [ln for ln in routes.splitlines() if host["sandboxNetwork"] in ln]
     return out
 
 
