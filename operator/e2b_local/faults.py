@@ -5,7 +5,8 @@ Spec string (CLI `--fault`, env E2B_LOCAL_FAULTS, comma-separated rules):
 KIND is 429, 503, timeout (hang ARG seconds, default 3600) or delay (sleep ARG seconds, then
 answer normally). SHARE is the probability in [0, 1]; COUNT caps how many calls the rule
 hits; PATH_PREFIX limits it to matching paths. Example: `429:1:2@/v2/sandboxes,delay=0.3:0.5`.
-At run time: GET/POST/DELETE /admin/faults (JSON {"rules": [...]} or {"spec": "..."}).
+At run time: GET/POST/DELETE /admin/faults; POST takes a JSON object with a "spec" string or
+a "rules" list of objects (FaultRule fields), and an optional integer "seed".
 """
 
 from __future__ import annotations
@@ -33,26 +34,73 @@ class FaultRule:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r} (one of {', '.join(KINDS)})")
-        if not 0.0 <= self.share <= 1.0:
-            raise ValueError("fault share must be within [0, 1]")
+        if not _number(self.share) or not 0.0 <= self.share <= 1.0:
+            raise ValueError("fault share must be a number within [0, 1]")
+        if self.arg is not None and (not _number(self.arg) or self.arg < 0):
+            raise ValueError("fault arg must be a non-negative number")
+        if self.count is not None and (not _integer(self.count) or self.count < 0):
+            raise ValueError("fault count must be a non-negative integer")
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ValueError("fault path must be a string starting with '/'")
+        if not _integer(self.hits):
+            raise ValueError("fault hits must be an integer")
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _integer(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def parse_spec(spec: str) -> list[FaultRule]:
     rules = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        part, _, path = part.partition("@")
+    for rule in filter(None, (p.strip() for p in spec.split(","))):
+        part, _, path = rule.partition("@")
         fields = part.split(":")
         kind, _, arg = fields[0].partition("=")
-        rules.append(
-            FaultRule(
-                kind=kind,
-                arg=float(arg) if arg else None,
-                share=float(fields[1]) if len(fields) > 1 else 1.0,
-                count=int(fields[2]) if len(fields) > 2 else None,
-                path=path or "/",
+        try:
+            if len(fields) > 3:
+                raise ValueError("too many ':' fields")
+            rules.append(
+                FaultRule(
+                    kind=kind,
+                    arg=float(arg) if arg else None,
+                    share=float(fields[1]) if len(fields) > 1 else 1.0,
+                    count=int(fields[2]) if len(fields) > 2 else None,
+                    path=path or "/",
+                )
             )
-        )
+        except ValueError as e:
+            raise ValueError(f"bad fault rule {rule!r}: {e}") from e
     return rules
+
+
+def parse_body(raw: bytes) -> tuple[list[FaultRule], int | None]:
+    """Rules and optional seed from a POST /admin/faults body; ValueError says what is wrong."""
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"the body is not JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise ValueError('the body must be a JSON object: {"spec": "..."} or {"rules": [...]}')
+    seed = body.get("seed")
+    if seed is not None and not _integer(seed):
+        raise ValueError("seed must be an integer")
+    if ("spec" in body) == ("rules" in body):
+        raise ValueError('the body needs exactly one of "spec" (a string) or "rules" (a list)')
+    if "spec" in body:
+        if not isinstance(body["spec"], str):
+            raise ValueError('"spec" must be a string such as "429:0.5@/v2/sandboxes"')
+        return parse_spec(body["spec"]), seed
+    rules = body["rules"]
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ValueError('"rules" must be a list of objects')
+    try:
+        return [FaultRule(**r) for r in rules], seed
+    except TypeError as e:
+        raise ValueError(f"bad fault rule: {e}") from e
 
 
 class Faults:
@@ -93,13 +141,10 @@ class Faults:
             self.rules = []
         elif request.method == "POST":
             try:
-                body = json.loads(await request.body() or b"{}")
-                if "spec" in body:
-                    self.rules = parse_spec(body["spec"])
-                else:
-                    self.rules = [FaultRule(**r) for r in body.get("rules", [])]
-                if "seed" in body:
-                    self.rng = random.Random(body["seed"])
-            except (ValueError, TypeError) as e:
+                rules, seed = parse_body(await request.body())
+            except ValueError as e:
                 return JSONResponse({"code": 400, "message": str(e)}, status_code=400)
+            self.rules = rules
+            if seed is not None:
+                self.rng = random.Random(seed)
         return JSONResponse({"rules": [asdict(r) for r in self.rules]})
