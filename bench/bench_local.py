@@ -65,7 +65,8 @@ def main() -> None:
     state = tempfile.mkdtemp(prefix="e2b-local-bench-")
     exe = os.path.join(os.path.dirname(sys.executable), "e2b-local")
     proc = subprocess.Popen(
-        [exe, "serve", "--port", str(port), "--state-dir", state, "--api-key", KEY],
+        [exe, "serve", "--port", str(port), "--state-dir", state],
+        env={**os.environ, "E2B_LOCAL_API_KEY": KEY},
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -138,9 +139,11 @@ def _write_env(cluster: LocalCluster, e2b: localstack.E2BLocal) -> None:
         f"export PATH={cluster.workdir.resolve() / 'bin'}:{localstack.BIN}:$PATH",
         *(f"export {k}={v}" for k, v in e2b.env().items()),
     ]
-    env = cluster.workdir / "env"
-    env.write_text("\n".join(lines) + "\n")
-    env.chmod(0o600)
+    # The E2B key is only here: created 0600, never world-readable even for a moment.
+    fd = os.open(cluster.workdir / "env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

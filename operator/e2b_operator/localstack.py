@@ -25,7 +25,7 @@ class E2BLocal:
     """A running ``e2b-local serve``."""
 
     url: str
-    api_key: str
+    api_key: str = field(repr=False)
     pid: int
     log: Path
 
@@ -50,11 +50,13 @@ class Operator:
 
 
 def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E2BLocal:
-    """Start e2b-local on a free loopback port with its state under ``workdir``."""
+    """Start e2b-local on a free loopback port with its state under ``workdir``; the key goes
+    in its environment, never on its command line."""
     port = processes.free_port()
     key = api_key or f"e2b_{secrets.token_hex(16)}"
     log = workdir / "logs" / "e2b-local.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env["E2B_LOCAL_API_KEY"] = key
     pid = processes.spawn(
         [
             str(BIN / "e2b-local"),
@@ -63,8 +65,6 @@ def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E
             str(port),
             "--state-dir",
             str(workdir / "e2b-local"),
-            "--api-key",
-            key,
             *extra,
         ],
         log,

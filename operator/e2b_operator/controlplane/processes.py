@@ -17,9 +17,12 @@ class StartupError(RuntimeError):
 
 
 def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``cmd`` in its own session with output appended to ``log_path``; return its PID."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    """Start ``cmd`` in its own session with output appended to ``log_path`` (mode 0600, as
+    logs may hold what the process saw); return its PID."""
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # a log left by an older run may be wider
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             list(cmd),
             stdin=subprocess.DEVNULL,
