@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
+import hmac
 import json
+import os
 import re
+import secrets
+import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from e2b.api.client import models as m
 from e2b.api.client.types import UNSET
@@ -20,6 +26,37 @@ from .runtime import DEFAULT_TIMEOUT_S, ENVD_VERSION, ApiError, Runtime, Sandbox
 
 IDEMPOTENCY_RE = re.compile(r"^[a-z0-9-]{1,255}$")
 UPLOAD_PREFIX = "/_e2b_local/uploads/"
+UPLOAD_URL_TTL_S = 3600  # the SDK's own upload timeout
+
+
+class UploadSigner:
+    """Presigned upload URLs: an HMAC over (template, build, files hash, expiry) with a key
+    that lives only in this server process, so a URL is good for one build's one file."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+
+    def _mac(self, tid: str, bid: str, files_hash: str, expires: int) -> str:
+        msg = f"{tid}\n{bid}\n{files_hash}\n{expires}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def query(self, tid: str, bid: str, files_hash: str) -> str:
+        expires = int(time.time()) + UPLOAD_URL_TTL_S
+        token = self._mac(tid, bid, files_hash, expires)
+        return urlencode({"template": tid, "build": bid, "expires": expires, "token": token})
+
+    def check(self, files_hash: str, q: dict[str, str]) -> tuple[str, str]:
+        """The (template, build) a request's query signs for; ApiError if it signs nothing."""
+        if not q.get("token"):
+            raise ApiError(401, "upload URL without a token: ask GET /templates/{id}/files/{hash}")
+        tid, bid, expires = q.get("template", ""), q.get("build", ""), q.get("expires", "")
+        if not expires.isdigit() or not hmac.compare_digest(
+            q["token"], self._mac(tid, bid, files_hash, int(expires))
+        ):
+            raise ApiError(403, "upload token is not valid for this file")
+        if int(expires) < time.time():
+            raise ApiError(403, "upload URL expired")
+        return tid, bid
 
 
 def _dt(v: Any) -> datetime:
@@ -138,6 +175,7 @@ class ControlPlane:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.signer = UploadSigner()
 
     def routes(self) -> list[Route]:
         return [
@@ -306,7 +344,9 @@ class ControlPlane:
             raise ApiError(404, f"template '{tid}' not found") from e
 
     async def files_link(self, request: Request) -> Response:
-        self._template(request.path_params["tid"])
+        """Whether a COPY tarball is stored; if not, a presigned URL for the template's newest
+        waiting build (the one the SDK has just requested)."""
+        rec = self._template(request.path_params["tid"])
         h = request.path_params["hash"]
         try:
             present = self.rt.templates.file_path(h).exists()
@@ -314,20 +354,36 @@ class ControlPlane:
             raise ApiError(400, str(e)) from e
         out: dict[str, Any] = {"present": present}
         if not present:
-            out["url"] = f"{str(request.base_url).rstrip('/')}{UPLOAD_PREFIX}{h}"
+            waiting = [b for b in rec.builds.values() if b.status == "waiting"]
+            if not waiting:
+                raise ApiError(409, f"template '{rec.template_id}' has no build waiting for files")
+            query = self.signer.query(rec.template_id, waiting[-1].build_id, h)
+            out["url"] = f"{str(request.base_url).rstrip('/')}{UPLOAD_PREFIX}{h}?{query}"
         return JSONResponse(out, status_code=201)
 
     async def upload(self, request: Request) -> Response:
-        """The 'presigned' upload URL: PUT the COPY tarball (no API key, like an object store)."""
+        """The presigned upload URL: PUT the COPY tarball. No API key (as with an object
+        store), but the URL's token must sign this file for a build that still waits for
+        its files; a stored file is never replaced."""
+        h = request.path_params["hash"]
+        tid, bid = self.signer.check(h, dict(request.query_params))
+        rec = self.rt.templates.templates.get(tid)
+        build = rec.builds.get(bid) if rec else None
+        if build is None or build.status != "waiting":
+            raise ApiError(403, "the build of this upload URL no longer accepts files")
         try:
-            path = self.rt.templates.file_path(request.path_params["hash"])
+            path = self.rt.templates.file_path(h)
         except BuildError as e:
-            return error(400, str(e))
-        tmp = path.with_suffix(".part")
-        with open(tmp, "wb") as f:
-            async for chunk in request.stream():
-                f.write(chunk)
-        tmp.rename(path)
+            raise ApiError(400, str(e)) from e
+        tmp = path.with_name(f".{h}.{secrets.token_hex(8)}.part")
+        try:
+            with open(tmp, "wb") as f:
+                async for chunk in request.stream():
+                    f.write(chunk)
+            with contextlib.suppress(FileExistsError):  # same hash, same content: keep the first
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return Response(status_code=200)
 
     async def build_start(self, request: Request) -> Response:
