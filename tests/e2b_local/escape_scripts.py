@@ -445,7 +445,8 @@ attempt("chmod /dev/tty", lambda: os.chmod("/dev/tty", 0o600))
 attempt("utime /dev/zero", lambda: os.utime("/dev/zero", (0, 0)))
 """
 
-# argv: base dir, canary host path, seconds. Swaps each dN with dN.alt (a symlink) atomically.
+# argv: base dir, canary host path, max seconds. Swaps each dN with dN.alt (a symlink) atomically
+# until the file `stop` appears in the base dir.
 RACE_LOOP = r"""
 import ctypes, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -460,7 +461,7 @@ open("ready", "w").close()
 print("racing", flush=True)
 end = time.time() + secs
 swaps = 0
-while time.time() < end:
+while time.time() < end and not os.path.exists("stop"):
     for n in targets:
         libc.renameat2(-100, n.encode(), -100, (n + ".alt").encode(), 2)  # RENAME_EXCHANGE
         swaps += 1
