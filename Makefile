@@ -56,5 +56,8 @@ lint: $(STAMP) ## Lint with ruff
 bench-local: $(STAMP) system-deps ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
 	$(BIN)/python bench/bench_local.py
 
+bench-runtimes: $(STAMP) system-deps ## Compare crun, runc and gVisor (runsc) on this host: create/exec latency, what works inside
+	$(BIN)/python bench/bench_runtimes.py
+
 bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes)
 	$(BIN)/python bench/bench_operator.py
