@@ -139,7 +139,9 @@ class SandboxRuntime:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.ctl_path)
         listener.listen(128)
-        pid_file, err_file = self.dir / "init.pid", self.dir / "crun.err"
+        pid_file, err_file = self.dir / "init.pid", self.dir / "crun.out"
+        stdin_file = self.dir / "crun.in"
+        stdin_file.touch(0o600)
         argv = [
             CRUN,
             *self.host.crun_args,
@@ -161,10 +163,12 @@ class SandboxRuntime:
                 CRUN,
                 argv,
                 {"PATH": oci.DEFAULT_PATH},
+                # Never the host's /dev/null: crun hands its stdio to the sandbox's root
+                # (chown), so they are the sandbox's own files.
                 file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 2, str(err_file), os.O_WRONLY | os.O_CREAT, 0o600),
+                    (os.POSIX_SPAWN_OPEN, 0, str(stdin_file), os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, str(err_file), os.O_WRONLY | os.O_CREAT, 0o600),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
                     (os.POSIX_SPAWN_DUP2, ctl, 3),
                 ],
                 setsid=True,

@@ -28,19 +28,19 @@ import pytest
 from e2b import CommandExitException, Sandbox, Template
 from e2b.exceptions import SandboxException
 
+from nettarget import NetnsTarget, rand
+
 from . import escape_scripts as sc
 from .conftest import LocalServer, start_server, stop_server
 from .escape_targets import (
     HostListeners,
     HostPaths,
-    NetnsTarget,
     effective_memory_limit,
     host_addresses,
     host_cgroups,
     host_fetch,
     host_pid_by_argv0,
     host_uid,
-    rand,
     restore_stat,
     stat_sig,
     thaw,

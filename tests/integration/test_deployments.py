@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from e2b import Sandbox
 
 from e2b_operator.controlplane.cluster import LocalCluster
 from e2b_operator.localstack import E2BLocal
+from nettarget import NetnsTarget
 from support import (
     apply,
     condition,
@@ -177,33 +177,21 @@ def test_pause_and_resume(kube, namespace, e2b, app, operator) -> None:
 
 
 @pytest.fixture
-def listener() -> Iterator[list[str]]:
-    """A loopback HTTP server recording the paths it is asked for."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    hits.append(f"port={server.server_address[1]}")
-    yield hits
-    server.shutdown()
-    thread.join()
+def test_host(tmp_path: Path) -> Iterator[NetnsTarget]:
+    """A host of our own the sandboxes can reach (the machine's own addresses they cannot)."""
+    target = NetnsTarget(tmp_path).start()
+    yield target
+    target.close()
 
 
-def test_delete_runs_cleanup_hook_then_kills_all(kube, namespace, e2b, operator, listener):
-    port = listener[0].split("=")[1]
+def test_delete_runs_cleanup_hook_then_kills_all(kube, namespace, e2b, operator, test_host):
+    # each instance's cleanup hook connects to its own address of the test host
+    addrs = {i: f"203.0.113.{10 + i}" for i in (0, 1)}
+    for addr in addrs.values():
+        test_host.add_address(addr)
     hook = (
-        'python3 -c "import os, urllib.request; urllib.request.urlopen('
-        f"'http://127.0.0.1:{port}/cleaned/' + os.environ['E2B_INSTANCE_INDEX'])\""
+        'python3 -c "import os, socket; socket.create_connection('
+        "('203.0.113.%d' % (10 + int(os.environ['E2B_INSTANCE_INDEX'])), 80), timeout=10)\""
     )
     spec = template("tidy", hooks={"healthCheck": "true", "cleanup": hook})
     spec["spec"]["requirements"]["networkAccess"] = True
@@ -212,7 +200,7 @@ def test_delete_runs_cleanup_hook_then_kills_all(kube, namespace, e2b, operator,
     apply(kube, namespace, deployment("bye", "tidy", replicas=2))
     obj = wait_for(ready(kube, namespace, "bye", 2), 90, "2 ready", operator.tail)
     kube.kubectl("-n", namespace, "delete", "e2bd", "bye", "--timeout=60s")
-    assert sorted(listener[1:]) == ["/cleaned/0", "/cleaned/1"]
+    assert all(test_host.contacts(addr) for addr in addrs.values()), "a cleanup hook did not run"
     assert owned(e2b, obj) == []
 
 
