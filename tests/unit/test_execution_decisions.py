@@ -64,6 +64,7 @@ def test_bounds() -> None:
     big = json.dumps({"x": "y" * RESULT_MAX_BYTES})
     st = finish(CommandOutcome(0, big, "e" * (TAIL_CHARS * 2)))
     assert st.result is None and st.result_truncated is True
+    assert f"{len(big)}-byte JSON result" in st.message and str(RESULT_MAX_BYTES) in st.message
     assert len(st.stdout_tail) == TAIL_CHARS and len(st.stderr_tail) == TAIL_CHARS
 
 

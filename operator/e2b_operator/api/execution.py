@@ -79,6 +79,11 @@ class E2BExecutionStatus(StatusModel):
     """Last 4 KiB of the script's stdout."""
     stderr_tail: str | None = Field(default=None, max_length=TAIL_CHARS)
     """Last 4 KiB of the script's stderr."""
+    stdout_chars: int | None = Field(default=None, ge=0)
+    """Characters the script has written to stdout so far (updated while it runs, at most
+    every 0.1 s): a follower prints the part of stdoutTail it has not seen."""
+    stderr_chars: int | None = Field(default=None, ge=0)
+    """Characters the script has written to stderr so far, like stdoutChars."""
     start_time: Timestamp | None = None
     """When the script was started."""
     completion_time: Timestamp | None = None

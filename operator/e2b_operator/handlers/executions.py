@@ -16,6 +16,7 @@ from ..reconcile import execution as rx
 from ..reconcile.observed import MANAGED_BY, META_MANAGED_BY, META_NAMESPACE, CommandOutcome
 from ..sandboxes.errors import BackendError
 from .context import Services
+from .live_output import LiveOutput
 from .status import StatusWriter
 
 PLURAL = "e2bexecutions"
@@ -25,6 +26,8 @@ META_EXECUTION_UID = "k8s-execution-uid"
 """Metadata of an ephemeral execution sandbox (it has no deployment)."""
 PENDING_POLL_SECONDS = 2.0
 KILL_TIMEOUT_SECONDS = 30.0
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
+"""Python scripts flush every line, so their output streams live."""
 
 
 class Run:
@@ -48,10 +51,12 @@ class Run:
         )
         await self._patch()
 
-    async def finish(self, outcome: CommandOutcome) -> None:
+    async def finish(self, outcome: CommandOutcome, **fields: Any) -> None:
         assert self.status is not None
         now = datetime.now(UTC)
-        self.status = rx.outcome_status(self.status, self.spec, outcome, self.generation, now)
+        self.status = rx.outcome_status(
+            self.status, self.spec, outcome, self.generation, now, **fields
+        )
         await self._patch()
 
     async def _patch(self) -> None:
@@ -110,13 +115,23 @@ async def _execute(job: Run, stopped: Any, logger: Any) -> None:
             ephemeral=bool(pick.template_id),
             start_time=datetime.now(UTC),
         )
-        outcome = await job.services.backend.run(
-            sandbox_id,
-            rx.command(runtime, job.spec),
-            timeout=rx.command_timeout(job.spec),
-            cwd=str(APP_DIR),
-        )
-        await job.finish(outcome)
+        running = job.status.message if job.status else ""
+        live = LiveOutput(lambda **out: job.write("Running", "Running", running, **out))
+        publisher = asyncio.create_task(live.publish())
+        try:
+            outcome = await job.services.backend.run(
+                sandbox_id,
+                rx.command(runtime, job.spec),
+                timeout=rx.command_timeout(job.spec),
+                envs=UNBUFFERED,
+                cwd=str(APP_DIR),
+                on_stdout=live.collector("stdout"),
+                on_stderr=live.collector("stderr"),
+            )
+        finally:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
+        await job.finish(outcome, **live.fields())
     except BackendError as exc:
         reason = "Timeout" if exc.reason == "BackendTimeout" else exc.reason
         await job.write("Failed", reason, exc.message)

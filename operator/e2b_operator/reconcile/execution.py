@@ -182,8 +182,9 @@ def outcome_status(
     outcome: CommandOutcome,
     generation: int,
     now: datetime,
+    **extra: Any,
 ) -> E2BExecutionStatus:
-    """The final status from the command's outcome."""
+    """The final status from the command's outcome (`extra`: more status fields)."""
     ok_json, value = parse_output(outcome.stdout)
     if outcome.exit_code in TIMEOUT_EXIT_CODES:
         phase, reason = "Failed", "Timeout"
@@ -198,16 +199,22 @@ def outcome_status(
     else:
         phase, reason, message = "Succeeded", "Completed", "main script printed its result"
     fields: dict[str, Any] = {
+        **extra,
         "exit_code": None if reason == "Timeout" else outcome.exit_code,
         "stdout_tail": tail(outcome.stdout),
         "stderr_tail": tail(outcome.stderr),
         "completion_time": now,
     }
     if ok_json:
-        if len(json.dumps(value)) <= RESULT_MAX_BYTES:
+        size = len(json.dumps(value))
+        if size <= RESULT_MAX_BYTES:
             fields["result"] = value
         else:
             fields["result_truncated"] = True
+            message = (
+                f"main script printed a {size}-byte JSON result; status.result keeps at most"
+                f" {RESULT_MAX_BYTES} bytes, so it is not stored (write large results to a file)"
+            )
     if running.start_time is not None:
         fields["duration_seconds"] = round((now - running.start_time).total_seconds(), 3)
     return progress_status(running, spec, phase, reason, message, generation, now, **fields)

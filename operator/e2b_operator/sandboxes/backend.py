@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from e2b import AsyncSandbox, CommandExitException, NotFoundException, SandboxQuery, SandboxState
@@ -107,12 +108,22 @@ class SandboxBackend:
         timeout: float,
         envs: dict[str, str] | None = None,
         cwd: str | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
     ) -> CommandOutcome:
-        """Run a shell command to completion. A non-zero exit, a timeout or a failure inside the
+        """Run a shell command to completion, passing output chunks to ``on_stdout`` and
+        ``on_stderr`` as they arrive. A non-zero exit, a timeout or a failure inside the
         sandbox is an outcome; only failing to reach the sandbox raises ``BackendError``."""
         sbx = await self._handle(sandbox_id)
         try:
-            result = await sbx.commands.run(command, envs=envs, cwd=cwd, timeout=timeout)
+            result = await sbx.commands.run(
+                command,
+                envs=envs,
+                cwd=cwd,
+                timeout=timeout,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+            )
         except CommandExitException as exc:
             return CommandOutcome(exc.exit_code, _cut(exc.stdout), _cut(exc.stderr))
         except Exception as exc:  # the command did not complete: a failed outcome

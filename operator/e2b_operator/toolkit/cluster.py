@@ -11,12 +11,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from e2b_operator.api import GROUP, VERSION
@@ -28,7 +30,12 @@ KINDS = {"e2btemplates": "template", "e2bdeployments": "deployment", "e2bexecuti
 
 
 class ToolkitError(Exception):
-    """A toolkit failure with a one-line, user-facing message."""
+    """A toolkit failure with a one-line, user-facing message; `status` is the Kubernetes
+    API's HTTP status when it answered with an error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NotFoundError(ToolkitError, LookupError):
@@ -37,6 +44,10 @@ class NotFoundError(ToolkitError, LookupError):
 
 class Conflict(ToolkitError):
     """The object already exists or changed since it was read."""
+
+
+class WaitTimeout(ToolkitError):
+    """Something waited for did not happen in time."""
 
 
 class ClusterUnreachable(ToolkitError):
@@ -187,20 +198,55 @@ class Objects:
             ),
         )
 
+    async def watch(self, plural: str, name: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """The object now, then again at every change, for up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._errors(plural, name):
+            listed = await self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, field_selector=f"metadata.name={name}"
+            )
+            if not listed["items"]:
+                raise ApiException(status=404, reason="NotFound")
+            yield listed["items"][0]
+            version = listed["metadata"]["resourceVersion"]
+            while (left := deadline - time.monotonic()) > 0:
+                async with watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    plural,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=version,
+                    timeout_seconds=max(1, int(left)),
+                ) as events:
+                    async for event in events:
+                        if event["type"] == "DELETED":
+                            raise ApiException(status=404, reason="NotFound")
+                        obj = event["object"]
+                        version = obj["metadata"]["resourceVersion"]
+                        yield obj
+
     async def _call(self, plural: str, name: str, call: Awaitable[Any]) -> Any:
+        with self._errors(plural, name):
+            return await call
+
+    @contextmanager
+    def _errors(self, plural: str, name: str) -> Iterator[None]:
+        """Turn Kubernetes API and connection failures into ToolkitErrors."""
         what = f"{KINDS.get(plural, plural)} {name!r}" if name else KINDS.get(plural, plural)
         try:
-            return await call
+            yield
         except ApiException as exc:
             if exc.status == 404 and name:
-                raise NotFoundError(f"{what} not found in namespace {self.namespace}") from exc
+                raise NotFoundError(f"{what} not found in namespace {self.namespace}", 404) from exc
             if exc.status == 409:
-                raise Conflict(f"{what}: {api_message(exc)}") from exc
+                raise Conflict(f"{what}: {api_message(exc)}", 409) from exc
             if exc.status == 404:
                 raise ToolkitError(
-                    f"the {plural}.{GROUP} CRD is not installed in this cluster"
+                    f"the {plural}.{GROUP} CRD is not installed in this cluster", 404
                 ) from exc
-            raise ToolkitError(f"{what}: {api_message(exc)}") from exc
+            raise ToolkitError(f"{what}: {api_message(exc)}", exc.status) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             host = self.api.configuration.host
             raise ClusterUnreachable(

@@ -4,9 +4,8 @@ Async like the seed; `get_deployment_status` and `get_deployment_stats` are sync
 seed calls them. Nothing here talks to E2B: a deployment is an E2BDeployment the operator
 runs, an execution an E2BExecution it runs, so kubectl and GitOps see every call.
 
-Streaming: the operator writes an execution's status when it starts and when it finishes, so
-`stream_execution` yields at that granularity (phase changes, then the stdout/stderr tails),
-not line by line.
+Streaming: while a script runs the operator writes its output to status (at most every
+0.1 s), and `stream_execution` watches the object, so it yields each line as it is printed.
 """
 
 from __future__ import annotations
@@ -28,22 +27,31 @@ from .cluster import (
     NotFoundError,
     Objects,
     ToolkitError,
+    WaitTimeout,
     connect,
     default_namespace,
     resource_name,
     run_sync,
 )
+from .output import OutputCursor
 
 DEPLOYMENTS = "e2bdeployments"
 EXECUTIONS = "e2bexecutions"
 TEMPLATES = "e2btemplates"
 FINISHED = ("Succeeded", "Failed")
+EXECUTION_TTL_SECONDS = 600
+"""Executions started here are deleted this long after they finished (a loop of runs does
+not pile up objects); pass ttl_seconds_after_finished to keep one longer."""
 T = TypeVar("T")
 Progress = Callable[[str], None]
 
 
 class DeploymentFailed(ToolkitError):
     """The deployment stalled (e.g. its template failed to build) or never became ready."""
+
+
+class DeploymentTimeout(DeploymentFailed, WaitTimeout):
+    """The deployment did not become ready in time."""
 
 
 def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
@@ -62,14 +70,18 @@ def ready_sandboxes(obj: Mapping[str, Any]) -> list[str]:
 
 
 def is_ready(obj: Mapping[str, Any]) -> bool:
-    """Ready condition True for the current generation, with every replica ready."""
+    """Ready condition True for the current generation, every replica ready and up to date,
+    and no outdated sandbox left (like `kubectl rollout status`)."""
     ready = condition(obj, "Ready")
     status = obj.get("status") or {}
+    replicas = obj["spec"].get("replicas", 1)
     return (
         ready is not None
         and ready.get("status") == "True"
         and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
-        and len(ready_sandboxes(obj)) >= obj["spec"].get("replicas", 1)
+        and len(ready_sandboxes(obj)) >= replicas
+        and status.get("updatedReadyReplicas", replicas) >= replicas
+        and len(status.get("sandboxes") or []) <= replicas
     )
 
 
@@ -95,7 +107,7 @@ def deployment_info(obj: Mapping[str, Any]) -> dict[str, Any]:
 def execution_result(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The seed's execution result dict for a finished (or running) E2BExecution."""
     status = obj.get("status") or {}
-    ok = status.get("phase") == "Succeeded"
+    ok = status.get("phase") == "Succeeded" and not status.get("resultTruncated")
     return {
         "status": "success" if ok else "error",
         "result": status.get("result"),
@@ -130,9 +142,11 @@ class TemplateDeployer:
         poll_seconds: float = 0.5,
         ready_timeout: float = 300.0,
         progress: Progress | None = None,
+        execution_ttl: int = EXECUTION_TTL_SECONDS,
     ) -> None:
         """api_client: use this client (not closed here) instead of one per call;
-        progress: called with a one-line message while waiting."""
+        progress: called with a one-line message while waiting; execution_ttl: seconds an
+        execution is kept after it finished, unless a call says otherwise."""
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace or default_namespace(kubeconfig, context)
@@ -140,6 +154,7 @@ class TemplateDeployer:
         self.poll_seconds = poll_seconds
         self.ready_timeout = ready_timeout
         self.progress = progress
+        self.execution_ttl = execution_ttl
 
     # -- deployments -------------------------------------------------------------------------
 
@@ -201,7 +216,7 @@ class TemplateDeployer:
                 self.progress(line)
             last = line
             if time.monotonic() > deadline:
-                raise DeploymentFailed(f"deployment {name!r} not ready in time: {line}")
+                raise DeploymentTimeout(f"deployment {name!r} not ready in time: {line}")
             await asyncio.sleep(self.poll_seconds)
 
     async def scale_template(
@@ -279,7 +294,11 @@ class TemplateDeployer:
 
     def get_deployment_status(self, target: str) -> dict[str, Any]:
         """The seed's status dict of the deployment of `target` (a name or a sandbox ID)."""
-        obj, _ = run_sync(lambda: self._locate(target))
+        return run_sync(lambda: self.deployment_status(target))
+
+    async def deployment_status(self, target: str) -> dict[str, Any]:
+        """get_deployment_status for async callers."""
+        obj, _ = await self._locate(target)
         return deployment_info(obj)
 
     def get_deployment_stats(self) -> dict[str, Any]:
@@ -355,8 +374,22 @@ class TemplateDeployer:
         """Run the template's main script in that sandbox with the JSON input; returns
         status (success or error), result, error, stdout, stderr, exit_code and duration.
         A crashing script or non-JSON output is status error, not an exception."""
+        name = await self.start_template_execution(
+            sandbox_id, input_data, timeout, ttl_seconds_after_finished
+        )
+        return await self.wait_execution(name)
+
+    async def start_template_execution(
+        self,
+        sandbox_id: str,
+        input_data: Mapping[str, Any] | None = None,
+        timeout: int = 60,
+        ttl_seconds_after_finished: int | None = None,
+    ) -> str:
+        """Like execute_template without waiting (a deployment name runs in any of its ready
+        sandboxes); returns the E2BExecution's name for wait_execution or stream_execution."""
         obj, entry = await self._locate(sandbox_id)
-        return await self.execute(
+        return await self.start_execution(
             deployment=obj["metadata"]["name"],
             sandbox_id=sandbox_id if entry is not None else None,
             input_data=input_data,
@@ -384,10 +417,7 @@ class TemplateDeployer:
             timeout=timeout,
             ttl_seconds_after_finished=ttl_seconds_after_finished,
         )
-        final: dict[str, Any] = {}
-        async for obj in self.stream_execution(name):
-            final = obj
-        return execution_result(final)
+        return await self.wait_execution(name)
 
     async def start_execution(
         self,
@@ -399,16 +429,20 @@ class TemplateDeployer:
         timeout: int = 60,
         ttl_seconds_after_finished: int | None = None,
     ) -> str:
-        """Create the E2BExecution without waiting; returns its name."""
-        spec: dict[str, Any] = {"input": dict(input_data or {}), "timeoutSeconds": timeout}
+        """Create the E2BExecution without waiting; returns its name. It is deleted
+        ttl_seconds_after_finished (default: the deployer's execution_ttl) after it finished."""
+        ttl = ttl_seconds_after_finished
+        spec: dict[str, Any] = {
+            "input": dict(input_data or {}),
+            "timeoutSeconds": timeout,
+            "ttlSecondsAfterFinished": self.execution_ttl if ttl is None else ttl,
+        }
         if deployment:
             spec["deploymentRef"] = {"name": deployment}
         if template:
             spec["templateRef"] = {"name": resource_name(template)}
         if sandbox_id:
             spec["sandboxID"] = sandbox_id
-        if ttl_seconds_after_finished is not None:
-            spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
         prefix = (deployment or resource_name(template or "x"))[:40]
         body = {
             "apiVersion": api.API_VERSION,
@@ -429,32 +463,57 @@ class TemplateDeployer:
 
         return (await self._call(create))["metadata"]["name"]
 
+    async def wait_execution(self, name: str, wait_timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the execution to finish; its result dict (see execute_template)."""
+        final: dict[str, Any] = {}
+        async for obj in self.watch_execution(name, wait_timeout):
+            final = obj
+        return execution_result(final)
+
     async def stream_execution(
         self, name: str, wait_timeout: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield the execution object each time its status changes, until it finishes.
+        """Follow the execution live. Yields {"event": "status", "phase", "message",
+        "sandbox_id"} at each phase, {"event": "output", "stream", "line"} for each line as it
+        is printed ({"event": "gap", "stream", "chars"} for output that went by too fast to
+        see), and last {"event": "result", ...the execute_template dict}."""
+        cursor = OutputCursor()
+        phase, final = None, {}
+        async for obj in self.watch_execution(name, wait_timeout):
+            final, status = obj, obj.get("status") or {}
+            for event in cursor.advance(status, final=status.get("phase") in FINISHED):
+                yield event
+            if (status.get("phase") or "Pending") != phase:
+                phase = status.get("phase") or "Pending"
+                yield {
+                    "event": "status",
+                    "phase": phase,
+                    "message": status.get("message", ""),
+                    "sandbox_id": status.get("sandboxID"),
+                }
+        yield {"event": "result", **execution_result(final)}
 
-        The operator writes status at start (Running) and at the end (output tails, result),
-        so this is the granularity of the stream. wait_timeout defaults to the execution's
-        timeout plus the deployment ready timeout (time to create a sandbox).
-        """
-        obj = await self._call(lambda o: o.get(EXECUTIONS, name))
-        limit = wait_timeout or obj["spec"].get("timeoutSeconds", 60) + self.ready_timeout
-        deadline = time.monotonic() + limit
-        seen: Any = None
-        while True:
-            status = obj.get("status") or {}
-            if status != seen:
+    async def watch_execution(
+        self, name: str, wait_timeout: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield the execution object each time its status changes, until it finishes
+        (through a watch, so no change is missed). wait_timeout defaults to the execution's
+        timeout plus the deployment ready timeout (time to create a sandbox)."""
+        async with self._session() as objects:
+            first = await objects.get(EXECUTIONS, name)
+            limit = wait_timeout or first["spec"].get("timeoutSeconds", 60) + self.ready_timeout
+            seen: Any = None
+            async for obj in objects.watch(EXECUTIONS, name, limit):
+                status = obj.get("status") or {}
+                if status == seen:
+                    continue
                 seen = status
                 if self.progress:
                     self.progress(f"execution {name}: {status.get('phase') or 'Pending'}")
                 yield obj
-            if status.get("phase") in FINISHED:
-                return
-            if time.monotonic() > deadline:
-                raise ToolkitError(f"execution {name!r} did not finish in {limit:.0f}s")
-            await asyncio.sleep(self.poll_seconds)
-            obj = await self._call(lambda o: o.get(EXECUTIONS, name))
+                if status.get("phase") in FINISHED:
+                    return
+        raise WaitTimeout(f"execution {name!r} did not finish in {limit:.0f}s")
 
     # -- plumbing ----------------------------------------------------------------------------
 

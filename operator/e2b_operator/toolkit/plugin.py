@@ -15,47 +15,11 @@ from typing import Any
 
 from e2b_operator import api
 
-from .builder import TemplateBuilder, dump_yaml
+from .builder import dump_yaml
 from .cluster import ToolkitError
-from .collection.catalog import use_script
 from .deployer import TemplateDeployer
-from .registry import TemplateRegistry
-
-
-def _scaffold(kind: str, name: str, args: argparse.Namespace) -> TemplateBuilder:
-    description = args.description or f"{name}: a {kind} template"
-    agents = [a for a in (args.agents or "").split(",") if a]
-    presets: dict[str, Callable[[], TemplateBuilder]] = {
-        "python": lambda: use_script(
-            TemplateBuilder.create_python_template(name, description), "python_base.py"
-        ),
-        "node": lambda: use_script(
-            TemplateBuilder.create_node_template(name, description), "node_base.js"
-        ),
-        "trading": lambda: use_script(
-            TemplateBuilder.create_trading_template(name, args.strategy), "trading_agent.py"
-        ),
-        "claude-flow": lambda: use_script(
-            TemplateBuilder.create_claude_flow_template(
-                name, agents or ["researcher", "analyst", "coder"]
-            ),
-            "claude_flow_swarm.py",
-        ),
-        "claude-code": lambda: use_script(
-            TemplateBuilder.create_claude_code_template(name, args.description),
-            "claude_code_sparc.py",
-        ),
-        "reviewer": lambda: use_script(
-            TemplateBuilder.create_claude_code_template(
-                name, args.description, sparc_mode="review"
-            ),
-            "claude_code_reviewer.py",
-        ),
-    }
-    return presets[kind]()
-
-
-SCAFFOLDS = ("python", "node", "trading", "claude-flow", "claude-code", "reviewer")
+from .registry import TemplateRegistry, template_summary
+from .scaffolds import SCAFFOLDS, scaffold
 
 
 def emit(data: Any, output: str | None, table: Callable[[Any], str]) -> None:
@@ -74,20 +38,6 @@ def columns(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in text
     )
-
-
-def template_rows(templates: list[api.E2BTemplate]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": t.metadata["name"],
-            "type": t.spec.type.value,
-            "category": t.spec.category,
-            "phase": t.status.phase if t.status else None,
-            "tags": t.spec.tags,
-            "description": t.spec.description,
-        }
-        for t in templates
-    ]
 
 
 def template_table(rows: list[dict[str, Any]]) -> str:
@@ -157,9 +107,13 @@ def cmd_templates(args: argparse.Namespace) -> int:
         return cmd_new(args)
     registry = TemplateRegistry(args.namespace, args.kubeconfig, args.context)
     if args.action == "list":
-        emit(template_rows(registry.list_templates()), args.output, template_table)
+        emit([template_summary(t) for t in registry.list_templates()], args.output, template_table)
     elif args.action == "search":
-        emit(template_rows(registry.search_templates(args.query)), args.output, template_table)
+        emit(
+            [template_summary(t) for t in registry.search_templates(args.query)],
+            args.output,
+            template_table,
+        )
     elif args.action == "show":
         found = registry.get_template(args.name)
         if found is None:
@@ -173,7 +127,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_new(args: argparse.Namespace) -> int:
     """Scaffold a manifest (and register it with --apply)."""
-    builder = _scaffold(args.type, args.name, args)
+    agents = [a for a in (args.agents or "").split(",") if a]
+    builder = scaffold(args.type, args.name, args.description, args.strategy, agents)
     if args.apply:
         registry = TemplateRegistry(args.namespace, args.kubeconfig, args.context)
         registry.register_template(args.name, builder)
@@ -202,19 +157,32 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if bool(args.deployment) == bool(args.template):
         raise ToolkitError("give a DEPLOYMENT or --template TEMPLATE (exactly one)")
     input_data = parse_json(args.input, "--input")
-    result = _run(
-        args,
-        lambda d: d.execute(
+
+    async def run(deployer: TemplateDeployer) -> dict[str, Any]:
+        name = await deployer.start_execution(
             deployment=args.deployment,
             template=args.template,
             sandbox_id=args.sandbox,
             input_data=input_data,
             timeout=args.timeout,
-        ),
-    )
+        )
+        if not args.follow:
+            return await deployer.wait_execution(name)
+        async for event in deployer.stream_execution(name):
+            if event["event"] == "output":
+                print(event["line"], file=sys.stderr, flush=True)
+            elif event["event"] == "gap":
+                progress(f"... {event['chars']} characters of {event['stream']} went by unseen")
+            elif event["event"] == "result":
+                return {k: v for k, v in event.items() if k != "event"}
+        raise ToolkitError(f"execution {name} ended without a result")
+
+    result = _run(args, run)
     if args.output:
         emit(result, args.output, key_values)
-    else:
+    elif result["result"] is not None:
+        print(json.dumps(result["result"], indent=2))
+    elif not args.follow:
         if result["stdout"]:
             print(result["stdout"], end="" if result["stdout"].endswith("\n") else "\n")
         if result["stderr"]:
@@ -324,13 +292,20 @@ def parser() -> argparse.ArgumentParser:
     exe = sub.add_parser(
         "exec",
         parents=[common, data],
-        help="run the main script once (an E2BExecution) and print its output",
+        help="run the main script once (an E2BExecution) and print its result",
     )
     exe.add_argument("deployment", nargs="?", help="run in a ready sandbox of this deployment")
     exe.add_argument("--template", help="run in a new sandbox from this template instead")
     exe.add_argument("--sandbox", help="pin a sandbox of the deployment")
     exe.add_argument("--input", help="JSON object given to the script as argv[1]")
     exe.add_argument("--timeout", type=int, default=60, help="seconds (default 60)")
+    exe.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="print each line the script prints (on stderr) as it is printed; the result"
+        " still goes to stdout",
+    )
     exe.set_defaults(func=cmd_exec)
 
     scale = sub.add_parser("scale", parents=[common, data, wait], help="set replicas")

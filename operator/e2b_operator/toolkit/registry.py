@@ -2,7 +2,8 @@
 
 Synchronous like the seed (`registry.list_templates()`): each call opens a kubernetes_asyncio
 client, runs, and closes it (in a worker thread when an event loop is already running, so it
-works inside async code too). Names may be seed-style ids: `python_base` is `python-base`.
+works inside async code too). `Templates` is the same over a given client, for async callers.
+Names may be seed-style ids: `python_base` is `python-base`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .cluster import (
     Conflict,
     Objects,
     ToolkitError,
+    WaitTimeout,
     connect,
     default_namespace,
     resource_name,
@@ -66,6 +68,82 @@ def matches(template: E2BTemplate, query: str) -> bool:
     return all(word in text for word in query.lower().split())
 
 
+def template_summary(template: E2BTemplate) -> dict[str, Any]:
+    """One catalogue line of a template: name, display name, type, runtime, phase, ..."""
+    spec = template.spec
+    return {
+        "name": template.metadata["name"],
+        "display_name": spec.display_name,
+        "type": spec.type.value,
+        "runtime": spec.requirements.runtime.value,
+        "category": spec.category,
+        "phase": template.status.phase if template.status else None,
+        "tags": spec.tags,
+        "description": spec.description,
+    }
+
+
+class Templates:
+    """The registry's operations over one namespace's Objects (async; used by the gateway)."""
+
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+
+    async def list(self) -> list[E2BTemplate]:
+        """Every template in the namespace, by name."""
+        return [E2BTemplate.from_wire(o) for o in await self.objects.list(PLURAL)]
+
+    async def search(self, query: str) -> list[E2BTemplate]:
+        """Templates matching every word of `query`."""
+        return [t for t in await self.list() if matches(t, query)]
+
+    async def get(self, name: str) -> E2BTemplate | None:
+        """The template, or None when it does not exist."""
+        found = await self.objects.find(PLURAL, resource_name(name))
+        return E2BTemplate.from_wire(found) if found else None
+
+    async def register(
+        self,
+        name: str,
+        template: TemplateLike,
+        labels: Mapping[str, str] | None = None,
+        replace: bool = True,
+    ) -> E2BTemplate:
+        """Create the template, or (replace=True) replace the spec of an existing one; labels
+        are merged. Conflict when it exists and replace is False."""
+        spec = template_spec(template)
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": "E2BTemplate",
+            "metadata": {"name": resource_name(name), "labels": dict(labels or {})},
+            "spec": spec,
+        }
+        if not replace:
+            return E2BTemplate.from_wire(await self.objects.create(PLURAL, body))
+        for _ in range(5):
+            current = await self.objects.find(PLURAL, body["metadata"]["name"])
+            try:
+                if current is None:
+                    return E2BTemplate.from_wire(await self.objects.create(PLURAL, body))
+                current["metadata"].setdefault("labels", {}).update(body["metadata"]["labels"])
+                current["spec"] = spec
+                return E2BTemplate.from_wire(await self.objects.replace(PLURAL, current))
+            except Conflict:
+                continue
+        raise ToolkitError(f"template {name!r} keeps changing; try again")
+
+    async def delete(self, name: str, wait_seconds: float = 60.0) -> None:
+        """Delete the template and wait until it is gone (the operator finalizes it first);
+        NotFoundError when it does not exist."""
+        rname = resource_name(name)
+        await self.objects.delete(PLURAL, rname)
+        deadline = time.monotonic() + wait_seconds
+        while await self.objects.find(PLURAL, rname) is not None:
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"template {name!r} is still being deleted")
+            await asyncio.sleep(0.3)
+
+
 class TemplateRegistry:
     """List, search, get, register (create or replace) and delete E2BTemplates."""
 
@@ -81,73 +159,33 @@ class TemplateRegistry:
 
     def list_templates(self) -> list[E2BTemplate]:
         """Every template in the namespace, by name."""
-        return self._run(lambda o: _list(o))
+        return self._run(lambda t: t.list())
 
     def search_templates(self, query: str) -> list[E2BTemplate]:
         """Templates whose name, display name, description, tags or category match every
         word of `query`."""
-        return [t for t in self.list_templates() if matches(t, query)]
+        return self._run(lambda t: t.search(query))
 
     def get_template(self, name: str) -> E2BTemplate | None:
         """The template, or None when it does not exist."""
-
-        async def get(objects: Objects) -> E2BTemplate | None:
-            found = await objects.find(PLURAL, resource_name(name))
-            return E2BTemplate.from_wire(found) if found else None
-
-        return self._run(get)
+        return self._run(lambda t: t.get(name))
 
     def register_template(
         self, name: str, template: TemplateLike, labels: Mapping[str, str] | None = None
     ) -> E2BTemplate:
         """Create the template, or replace the spec of an existing one (the operator
         rebuilds it); labels are merged. Raises ValueError listing every problem."""
-        spec = template_spec(template)
-        body = {
-            "apiVersion": api.API_VERSION,
-            "kind": "E2BTemplate",
-            "metadata": {"name": resource_name(name), "labels": dict(labels or {})},
-            "spec": spec,
-        }
-
-        async def register(objects: Objects) -> E2BTemplate:
-            for _ in range(5):
-                current = await objects.find(PLURAL, body["metadata"]["name"])
-                try:
-                    if current is None:
-                        return E2BTemplate.from_wire(await objects.create(PLURAL, body))
-                    current["metadata"].setdefault("labels", {}).update(body["metadata"]["labels"])
-                    current["spec"] = spec
-                    return E2BTemplate.from_wire(await objects.replace(PLURAL, current))
-                except Conflict:
-                    continue
-            raise ToolkitError(f"template {name!r} keeps changing; try again")
-
-        return self._run(register)
+        return self._run(lambda t: t.register(name, template, labels))
 
     def delete_template(self, name: str, wait_seconds: float = 60.0) -> None:
         """Delete the template and wait until it is gone (the operator finalizes it first);
         NotFoundError when it does not exist."""
-        rname = resource_name(name)
+        self._run(lambda t: t.delete(name, wait_seconds))
 
-        async def delete(objects: Objects) -> None:
-            await objects.delete(PLURAL, rname)
-            deadline = time.monotonic() + wait_seconds
-            while await objects.find(PLURAL, rname) is not None:
-                if time.monotonic() > deadline:
-                    raise ToolkitError(f"template {name!r} is still being deleted")
-                await asyncio.sleep(0.3)
-
-        self._run(delete)
-
-    def _run(self, fn: Callable[[Objects], Awaitable[T]]) -> T:
+    def _run(self, fn: Callable[[Templates], Awaitable[T]]) -> T:
         async def call() -> T:
             api_client = await connect(self.kubeconfig, self.context)
             async with api_client:
-                return await fn(Objects(api_client, self.namespace))
+                return await fn(Templates(Objects(api_client, self.namespace)))
 
         return run_sync(call)
-
-
-async def _list(objects: Objects) -> list[E2BTemplate]:
-    return [E2BTemplate.from_wire(o) for o in await objects.list(PLURAL)]
