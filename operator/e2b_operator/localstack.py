@@ -123,6 +123,38 @@ def start_operator(
     return Operator(pid, log, env)
 
 
+@dataclass
+class Gateway:
+    """A running ``e2b-operator-gateway``."""
+
+    url: str
+    pid: int
+    log: Path
+
+    def stop(self) -> None:
+        processes.stop(self.pid, "e2b-operator-gateway", timeout=30)
+
+
+def start_gateway(workdir: Path, cluster: LocalCluster, namespace: str = "default") -> Gateway:
+    """Serve the REST API on a free loopback port; it reviews callers' tokens with the
+    cluster's admin kubeconfig, as it would with its ServiceAccount in a pod."""
+    port = processes.free_port()
+    log = workdir / "logs" / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
+    env["KUBECONFIG"] = str(cluster.kubeconfig)
+    cmd = [str(BIN / "e2b-operator-gateway"), "--host", "127.0.0.1", "--port", str(port)]
+    pid = processes.spawn([*cmd, "--namespace", namespace], log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    processes.wait_until(
+        lambda: _http_ok(f"{url}/healthz"),
+        pid=pid,
+        name="e2b-operator-gateway",
+        log_path=log,
+        timeout=60,
+    )
+    return Gateway(url, pid, log)
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.cluster
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 OPERATOR = "system:serviceaccount:e2b-system:e2b-operator"
+GATEWAY = "system:serviceaccount:e2b-system:e2b-operator-gateway"
 CRS = ("e2btemplates.e2b.dev", "e2bdeployments.e2b.dev", "e2bexecutions.e2b.dev")
 
 ALLOWED = [
@@ -45,6 +46,18 @@ DENIED = [
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("delete", "events", "-n", "default"),
 ]
+GATEWAY_ALLOWED = [
+    ("create", "tokenreviews.authentication.k8s.io"),
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
+]
+GATEWAY_DENIED = [
+    *[(verb, cr) for cr in CRS for verb in ("get", "list", "create", "patch", "delete")],
+    ("get", "secrets"),
+    ("impersonate", "serviceaccounts"),
+    ("impersonate", "users"),
+    ("create", "serviceaccounts/token", "-n", "default"),
+    ("create", "localsubjectaccessreviews.authorization.k8s.io", "-n", "default"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +69,8 @@ def system_namespace(kube: LocalCluster) -> Iterator[None]:
     kube.kubectl("create", "namespace", "e2b-system")
     yield
     kube.kubectl("delete", "namespace", "e2b-system", "--wait=false", check=False)
-    kube.kubectl("delete", "clusterrolebinding,clusterrole", "e2b-operator", check=False)
+    for name in ("e2b-operator", "e2b-operator-gateway"):
+        kube.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +94,12 @@ def test_server_dry_run(kube: LocalCluster, system_namespace: None) -> None:
         "clusterrolebinding.rbac.authorization.k8s.io/e2b-operator",
         "configmap/e2b-operator-settings",
         "deployment.apps/e2b-operator",
+        "serviceaccount/e2b-operator-gateway",
+        "clusterrole.rbac.authorization.k8s.io/e2b-operator-gateway",
+        "clusterrolebinding.rbac.authorization.k8s.io/e2b-operator-gateway",
+        "clusterrole.rbac.authorization.k8s.io/e2b-user",
+        "deployment.apps/e2b-operator-gateway",
+        "service/e2b-operator-gateway",
     }, out.stdout
 
 
@@ -109,21 +129,53 @@ def test_deployment(kube: LocalCluster, installed: str) -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
-def _can(kube: LocalCluster, verb: str, resource: str, *flags: str) -> bool:
+def test_gateway_deployment(kube: LocalCluster, installed: str) -> None:
+    """Two stateless replicas of the operator's image behind a Service, with probes."""
+    get = lambda kind, name: json.loads(  # noqa: E731
+        kube.kubectl("-n", "e2b-system", "get", kind, name, "-o", "json").stdout
+    )
+    spec = get("deployment", "e2b-operator-gateway")["spec"]
+    operator = get("deployment", "e2b-operator")["spec"]["template"]["spec"]["containers"][0]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "e2b-operator-gateway"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == operator["image"]
+    assert container["command"][0] == "e2b-operator-gateway"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert "envFrom" not in container  # no E2B settings or key: it never talks to E2B
+    service = get("service", "e2b-operator-gateway")["spec"]
+    assert service["selector"] == spec["selector"]["matchLabels"]
+    assert service["ports"][0]["targetPort"] == "http"
+
+
+def _can(kube: LocalCluster, who: str, verb: str, resource: str, *flags: str) -> bool:
     flags = flags or ("--all-namespaces",)
-    out = kube.kubectl("auth", "can-i", verb, resource, f"--as={OPERATOR}", *flags, check=False)
+    out = kube.kubectl("auth", "can-i", verb, resource, f"--as={who}", *flags, check=False)
     assert out.stdout.strip() in ("yes", "no"), out.stderr
     return out.returncode == 0
 
 
 @pytest.mark.parametrize("check", ALLOWED, ids=" ".join)
 def test_operator_may(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert _can(kube, *check)
+    assert _can(kube, OPERATOR, *check)
 
 
 @pytest.mark.parametrize("check", DENIED, ids=" ".join)
 def test_operator_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert not _can(kube, *check)
+    assert not _can(kube, OPERATOR, *check)
+
+
+@pytest.mark.parametrize("check", GATEWAY_ALLOWED, ids=" ".join)
+def test_gateway_may(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
+    assert _can(kube, GATEWAY, *check)
+
+
+@pytest.mark.parametrize("check", GATEWAY_DENIED, ids=" ".join)
+def test_gateway_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
+    assert not _can(kube, GATEWAY, *check)
 
 
 def test_argocd_health_checks_merge_into_argocd_cm(kube: LocalCluster) -> None:
