@@ -26,8 +26,11 @@ Ready. In another shell:
   kubectl scale e2bd/trading --replicas=5       # scale subresource (HPA works the same way)
   kubectl explain e2btemplate.spec.requirements
   kubectl e2b templates list                    # the kubectl plugin
+  kubectl e2b exec trading --follow             # a run, its lines as they are printed
+  curl -H @.dev/gateway-auth $E2B_GATEWAY_URL/e2b/templates/registry/list   # the REST API
+  # $E2B_GATEWAY_URL/docs: the REST API's OpenAPI docs (Bearer $E2B_GATEWAY_TOKEN)
   python -c "from e2b import Sandbox; print([s.metadata for s in Sandbox.list().next_items()])"
-Logs: .dev/logs/{operator,e2b-local,kube-apiserver}.log   Ctrl-C here stops everything.
+Logs: .dev/logs/{operator,e2b-local,gateway,kube-apiserver}.log   Ctrl-C here stops everything.
 """
 
 
@@ -36,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(".dev"))
     parser.add_argument("--crds", type=Path, default=Path("crds"))
     parser.add_argument("--examples", type=Path, default=Path("manifests/dev"))
+    parser.add_argument(
+        "--gateway-rbac", type=Path, default=Path("manifests/install/gateway-rbac.yaml")
+    )
     parser.add_argument("--wait", type=float, default=300, help="seconds to wait for Ready")
     parser.add_argument("--once", action="store_true", help="set up, wait for Ready, then stop")
     args = parser.parse_args(argv)
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # A cluster left by a crashed `make dev` is cleaned up by start(); one of `make cluster`
     # is reused and left running.
     reused = None if crashed_owner else cluster.running()
-    stack: list[localstack.E2BLocal | localstack.Operator] = []
+    stack: list[localstack.E2BLocal | localstack.Operator | localstack.Gateway] = []
     try:
         started = time.monotonic()
         if reused:
@@ -67,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"e2b-local serving at {e2b.url}")
         localstack.store_api_key(cluster, e2b)
         stack.append(localstack.start_operator(args.workdir, cluster, e2b))
-        pids.write_text(
-            json.dumps({"pids": {"e2b-local": e2b.pid, "kopf": stack[-1].pid}, "owner": not reused})
-        )
-        _write_env(cluster, e2b)
+        gateway = localstack.start_gateway(args.workdir, cluster)
+        stack.append(gateway)
+        log(f"REST API gateway serving at {gateway.url}")
+        running = {"e2b-local": e2b.pid, "kopf": stack[1].pid, "e2b-operator-gateway": gateway.pid}
+        pids.write_text(json.dumps({"pids": running, "owner": not reused}))
+        token = _dev_user_token(cluster, args.gateway_rbac)
+        _write_env(cluster, e2b, {"E2B_GATEWAY_URL": gateway.url, "E2B_GATEWAY_TOKEN": token})
+        _write_private(args.workdir / "gateway-auth", f"Authorization: Bearer {token}\n")
         cluster.kubectl("apply", "-k", str(args.examples))
         ok = _wait_ready(cluster, args.wait, log)
         log(cluster.kubectl("get", "e2bt,e2bd").stdout)
@@ -133,17 +143,49 @@ def _wait_ready(cluster: LocalCluster, timeout: float, log) -> bool:
     return False
 
 
-def _write_env(cluster: LocalCluster, e2b: localstack.E2BLocal) -> None:
+DEV_USER = ("default", "dev")
+"""The ServiceAccount whose token .dev/env holds for the gateway: e2b-user in its namespace."""
+
+
+def _dev_user_token(cluster: LocalCluster, gateway_rbac: Path) -> str:
+    """A day-long token of the dev user, who may use e2b.dev objects in its namespace."""
+    namespace, name = DEV_USER
+    cluster.kubectl("apply", "-f", str(gateway_rbac))
+    user = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{name}-e2b-user"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "e2b-user",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+    docs = json.dumps({"apiVersion": "v1", "kind": "List", "items": [user, binding]})
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input=docs)
+    return cluster.kubectl(
+        "-n", namespace, "create", "token", name, "--duration=24h"
+    ).stdout.strip()
+
+
+def _write_env(cluster: LocalCluster, e2b: localstack.E2BLocal, extra: dict[str, str]) -> None:
     lines = [
         f"export KUBECONFIG={cluster.kubeconfig.resolve()}",
         f"export PATH={cluster.workdir.resolve() / 'bin'}:{localstack.BIN}:$PATH",
-        *(f"export {k}={v}" for k, v in e2b.env().items()),
+        *(f"export {k}={v}" for k, v in {**e2b.env(), **extra}.items()),
     ]
-    # The E2B key is only here: created 0600, never world-readable even for a moment.
-    fd = os.open(cluster.workdir / "env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write_private(cluster.workdir / "env", "\n".join(lines) + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Secrets (the E2B key, the dev token): created 0600, never readable by others even for a
+    moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
 
 
 if __name__ == "__main__":
