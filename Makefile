@@ -59,5 +59,5 @@ bench-local: $(STAMP) system-deps ## Benchmark e2b-local (create, run, files, ki
 bench-runtimes: $(STAMP) system-deps ## Compare crun, runc and gVisor (runsc) on this host: create/exec latency, what works inside
 	$(BIN)/python bench/bench_runtimes.py
 
-bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes)
+bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes, REST gateway)
 	$(BIN)/python bench/bench_operator.py

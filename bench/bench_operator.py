@@ -1,9 +1,10 @@
 """Benchmark the operator against a real kube-apiserver, e2b-local and `kopf run`.
 
 Measures: apply-to-Ready of a one-replica E2BDeployment, 0 -> 100 replicas through the
-scale subresource, 100 one-replica deployments at once, the operator's RSS, and the
-apiserver writes (from its own /metrics) during 60 s of idle. Everything it starts runs in
-a temporary workdir and is stopped by PID in ``finally``; the logs are kept for profiling.
+scale subresource, 100 one-replica deployments at once, the operator's RSS, the apiserver
+writes (from its own /metrics) during 60 s of idle, and the REST gateway (bench_gateway.py).
+Everything it starts runs in a temporary workdir and is stopped by PID in ``finally``; the
+logs are kept for profiling.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bench_gateway
 import httpx
 from e2b import AsyncSandbox, SandboxQuery
 from kubernetes_asyncio import client, config, watch
@@ -54,9 +57,10 @@ class Sizes:
     replicas: int = 100
     deployments: int = 100
     idle_seconds: float = 60.0
+    executions: int = 20
 
 
-QUICK = Sizes(apply_n=5, replicas=10, deployments=10, idle_seconds=15.0)
+QUICK = Sizes(apply_n=5, replicas=10, deployments=10, idle_seconds=15.0, executions=5)
 
 
 @dataclass
@@ -252,9 +256,10 @@ class Stack:
     cluster: LocalCluster
     e2b: localstack.E2BLocal | None = None
     operator: localstack.Operator | None = None
+    gateway: localstack.Gateway | None = None
 
     def stop(self) -> None:
-        for proc in (self.operator, self.e2b):
+        for proc in (self.gateway, self.operator, self.e2b):
             if proc is not None:
                 try:
                     proc.stop()
@@ -274,6 +279,8 @@ def start_stack(workdir: Path, log: Callable[[str], None]) -> Stack:
     localstack.store_api_key(cluster, stack.e2b)
     stack.operator = localstack.start_operator(workdir, cluster, stack.e2b)
     cluster.kubectl("create", "namespace", NS)
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests/install/gateway-rbac.yaml"))
+    stack.gateway = localstack.start_gateway(workdir, cluster, NS)
     log(f"e2b-local pid {stack.e2b.pid}, operator pid {stack.operator.pid}")
     return stack
 
@@ -417,6 +424,24 @@ class Bench:
         await self.tracker.until_gone(names, timeout=120)
         await self.no_sandboxes(timeout=60)
         self.log(f"deleted {len(names)} deployments in {time.perf_counter() - started:.1f}s")
+
+    async def gateway(self) -> None:
+        """The REST gateway: execute overhead against the toolkit, SSE line latency."""
+        assert self.stack.gateway is not None
+        await bench_gateway.measure(
+            self.custom.api_client,
+            self.stack.cluster,
+            self.stack.gateway.url,
+            NS,
+            self.sizes.executions,
+            self.results.add,
+            self.results.notes,
+        )
+        await self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, NS, DEPLOYMENTS, bench_gateway.NAME
+        )
+        await self.tracker.until_gone([bench_gateway.NAME], timeout=120)
+        await self.no_sandboxes(timeout=60)
 
     async def scale_up(self) -> None:
         """One deployment, 0 -> N replicas through the scale subresource."""
@@ -578,7 +603,7 @@ async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[s
     bench = Bench(stack, custom, tracker, sizes, results, log)
     try:
         await bench.template_ready()
-        for phase in (bench.apply_to_ready, bench.scale_up, bench.many_deployments):
+        for phase in (bench.gateway, bench.apply_to_ready, bench.scale_up, bench.many_deployments):
             log(f"-- {phase.__doc__.splitlines()[0]}")
             try:
                 await phase()
@@ -615,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(asyncio.wait_for(measure(stack, sizes, results, log), args.timeout))
     except Exception as exc:  # report, then clean up
         aborted = f"run aborted: {type(exc).__name__}: {exc}"
+        traceback.print_exc()
         results.notes.append(aborted)
     finally:
         log("stopping the stack")
