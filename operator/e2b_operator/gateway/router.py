@@ -216,7 +216,7 @@ async def execute_stream(
     input_data: Annotated[str, Query(description="JSON object given to the script")] = "{}",
     timeout: Annotated[int, Query(ge=1, le=3600)] = 60,
 ) -> StreamingResponse:
-    """Like POST .../execute with Accept: text/event-stream, for EventSource clients: events
+    """Like POST .../execute with Accept: text/event-stream, for GET-only SSE clients: events
     `execution`, `status`, `output` ({stream, line}) as each line is printed, `result`."""
     try:
         data = json.loads(input_data)
