@@ -79,3 +79,14 @@ def test_rbac_is_per_namespace(gateway: localstack.Gateway, users: Users) -> Non
         assert elsewhere.json()["namespace"] == "default"
         bad = alice.get("/e2b/templates/registry/list?namespace=Not_A_Namespace")
         assert bad.status_code == 422 and bad.json()["field"] == "namespace"
+
+
+def test_tokens_never_reach_the_gateway_log(gateway: localstack.Gateway, users: Users) -> None:
+    with users.client(gateway, users.alice) as alice:
+        assert alice.get("/e2b/templates/registry/template/nope").status_code == 404
+    with users.client(gateway, users.bob) as bob:
+        assert bob.get("/e2b/templates/registry/list").status_code == 403
+    text = gateway.log.read_text()
+    assert "/e2b/templates/registry/list" in text  # the access log is there
+    for token in (users.alice, users.bob):
+        assert token not in text and token.split(".")[1] not in text
