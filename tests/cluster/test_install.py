@@ -64,11 +64,12 @@ GATEWAY_DENIED = [
 def system_namespace(kube: LocalCluster) -> Iterator[None]:
     """e2b-system created first, as the install steps do (its Secret goes in before the apply).
 
-    Everything the install adds is removed afterwards except the CRDs, which the session needs.
+    Everything the install adds is removed afterwards except the CRDs, which the session needs;
+    the namespace is waited for, so the session's operator and gateway can recreate it.
     """
     kube.kubectl("create", "namespace", "e2b-system")
     yield
-    kube.kubectl("delete", "namespace", "e2b-system", "--wait=false", check=False)
+    kube.kubectl("delete", "namespace", "e2b-system", "--timeout=120s", check=False)
     for name in ("e2b-operator", "e2b-operator-gateway"):
         kube.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
 
