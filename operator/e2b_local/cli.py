@@ -22,6 +22,8 @@ from . import hostns
 from .faults import Faults, parse_spec
 from .server import LocalE2B
 
+KEEP_ALIVE_S = 330
+
 
 def _free_port(host: str) -> int:
     with socket.socket() as s:
@@ -118,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # The SDKs reuse idle connections for up to 300 s (E2B_KEEPALIVE_EXPIRY); a server
+        # that closed them sooner (uvicorn's default is 5 s) races their next request and
+        # drops it (httpx.RemoteProtocolError). Close later than any client does.
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

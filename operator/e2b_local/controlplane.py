@@ -190,7 +190,7 @@ class ControlPlane:
             Route("/sandboxes/{sid}/pause", self.pause, methods=["POST"]),
             Route("/v2/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
             Route("/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
-            Route("/sandboxes/{sid}/resume", self.connect, methods=["POST"]),
+            Route("/sandboxes/{sid}/resume", self.resume, methods=["POST"]),
             Route("/v3/templates", self.template_request, methods=["POST"]),
             Route("/templates/{tid}/files/{hash}", self.files_link, methods=["GET"]),
             Route("/v2/templates/{tid}/builds/{bid}", self.build_start, methods=["POST"]),
@@ -239,7 +239,7 @@ class ControlPlane:
             datetime.fromisoformat(started_after.replace("Z", "+00:00")) if started_after else None
         )
         out = []
-        for s in self.rt.sandboxes.values():
+        for s in self.rt.all():
             if s.state not in states:
                 continue
             if any(s.metadata.get(k) != v for k, v in meta.items()):
@@ -313,6 +313,13 @@ class ControlPlane:
             request.path_params["sid"], _timeout(body.get("timeout"), None)
         )
         return JSONResponse(sandbox_json(sbx), status_code=201 if resumed else 200)
+
+    async def resume(self, request: Request) -> Response:
+        """The older resume call: like connect, but 409 for a sandbox that is running."""
+        sid = request.path_params["sid"]
+        if self.rt.get(sid).state == "running":
+            raise ApiError(409, f"Sandbox {sid} is already running")
+        return await self.connect(request)
 
     # -- templates --------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ class EnvdBase:
 
     def sandbox(self, ctx: RequestContext) -> SandboxRecord:
         h = ctx.request_headers
-        sbx = self.rt.sandboxes.get(h.get("e2b-sandbox-id") or "")
+        sbx = self.rt.find(h.get("e2b-sandbox-id") or "")
         if sbx is None or sbx.state != "running":
             raise ConnectError(Code.UNAVAILABLE, "The sandbox was not found")
         if h.get("x-access-token") != sbx.access_token:

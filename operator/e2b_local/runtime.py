@@ -49,6 +49,7 @@ class SandboxRecord:
     allow_internet: bool
     auto_pause: bool
     auto_resume: bool
+    timeout_s: int
     runtime: SandboxRuntime
     state: str = "running"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -73,6 +74,7 @@ class Runtime:
         self.idempotency: dict[str, str] = {}
         self._starting = 0
         self._reaper: asyncio.Task | None = None
+        self._destroying: set[asyncio.Task] = set()
 
     async def startup(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.host.startup)
@@ -84,7 +86,9 @@ class Runtime:
             self._reaper.cancel()
         await self.templates.shutdown()
         await asyncio.gather(
-            *(self._destroy(s) for s in list(self.sandboxes.values())), return_exceptions=True
+            *(self._destroy(s) for s in list(self.sandboxes.values())),
+            *self._destroying,
+            return_exceptions=True,
         )
         self.sandboxes.clear()
         self.host.shutdown()
@@ -92,11 +96,32 @@ class Runtime:
     def running_count(self) -> int:
         return self._starting + sum(1 for s in self.sandboxes.values() if s.state == "running")
 
-    def get(self, sandbox_id: str) -> SandboxRecord:
+    def find(self, sandbox_id: str) -> SandboxRecord | None:
+        """The sandbox with its timeout applied at this instant: one whose endAt has passed
+        is paused (on_timeout pause) or gone, whatever the expiry loop has done yet."""
         sbx = self.sandboxes.get(sandbox_id)
+        if sbx is not None and sbx.state == "running" and sbx.end_at <= now():
+            self._time_out(sbx)
+        return self.sandboxes.get(sandbox_id)
+
+    def get(self, sandbox_id: str) -> SandboxRecord:
+        sbx = self.find(sandbox_id)
         if sbx is None:
             raise ApiError(404, f"sandbox \"{sandbox_id}\" doesn't exist or you don't have access")
         return sbx
+
+    def all(self) -> list[SandboxRecord]:
+        """Every sandbox, timeouts applied."""
+        return [s for sid in list(self.sandboxes) if (s := self.find(sid)) is not None]
+
+    async def for_traffic(self, sandbox_id: str) -> SandboxRecord | None:
+        """The running sandbox that a request to its envd or ports reaches, resuming a
+        paused one with auto_resume (for its create-time timeout); None if there is none."""
+        sbx = self.find(sandbox_id)
+        if sbx is not None and sbx.state == "paused" and sbx.auto_resume:
+            with contextlib.suppress(ApiError):
+                await self.connect(sandbox_id, sbx.timeout_s)
+        return sbx if sbx is not None and sbx.state == "running" else None
 
     async def create(
         self,
@@ -158,6 +183,7 @@ class Runtime:
             allow_internet=allow_internet,
             auto_pause=auto_pause,
             auto_resume=auto_resume,
+            timeout_s=timeout,
             runtime=runtime,
         )
         self.sandboxes[sandbox_id] = sbx
@@ -189,6 +215,24 @@ class Runtime:
         sbx.state = "killed"
         await sbx.runtime.destroy()
 
+    def _time_out(self, sbx: SandboxRecord) -> None:
+        """Apply a running sandbox's passed timeout now: freeze it (on_timeout pause) or
+        forget it at once and tear it down in the background."""
+        paused = False
+        if sbx.auto_pause:
+            with contextlib.suppress(OSError):
+                paused = sbx.runtime.freeze(True)
+        if paused:
+            sbx.state = "paused"
+            log.info("sandbox %s paused at its timeout", sbx.sandbox_id)
+            return
+        log.info("sandbox %s killed at its timeout", sbx.sandbox_id)
+        self.sandboxes.pop(sbx.sandbox_id, None)
+        sbx.state = "killed"
+        task = asyncio.get_running_loop().create_task(sbx.runtime.destroy())
+        self._destroying.add(task)
+        task.add_done_callback(self._destroying.discard)
+
     def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         sbx = self.get(sandbox_id)
         if timeout <= 0 or timeout > MAX_TIMEOUT_S:
@@ -196,8 +240,12 @@ class Runtime:
         sbx.end_at = now() + timedelta(seconds=timeout)
 
     async def pause(self, sandbox_id: str) -> None:
+        """Freeze a running sandbox; 409 if it is paused already. State changes happen
+        without an await in between, so concurrent calls apply in the order they arrive."""
         sbx = self.get(sandbox_id)
         async with sbx.lock:
+            if sbx.state == "killed":
+                raise ApiError(404, f'sandbox "{sandbox_id}" doesn\'t exist')
             if sbx.state == "paused":
                 raise ApiError(409, f"Sandbox {sandbox_id} is already paused")
             if not sbx.runtime.freeze(True):
@@ -208,6 +256,8 @@ class Runtime:
         """Resume a paused sandbox (True) or extend a running one's timeout (False)."""
         sbx = self.get(sandbox_id)
         async with sbx.lock:
+            if sbx.state == "killed":
+                raise ApiError(404, f'sandbox "{sandbox_id}" doesn\'t exist')
             resumed = False
             if sbx.state == "paused":
                 if self.running_count() >= self.max_sandboxes:
@@ -232,12 +282,5 @@ class Runtime:
                     with contextlib.suppress(Exception):
                         await self._destroy(sbx)
                     continue
-                if sbx.state != "running" or sbx.end_at > t:
-                    continue
-                with contextlib.suppress(Exception):
-                    if sbx.auto_pause and sbx.runtime.freeze(True):
-                        sbx.state = "paused"
-                        log.info("sandbox %s paused at its timeout", sbx.sandbox_id)
-                    else:
-                        log.info("sandbox %s killed at its timeout", sbx.sandbox_id)
-                        await self._destroy(sbx)
+                if sbx.state == "running" and sbx.end_at <= t:
+                    self._time_out(sbx)

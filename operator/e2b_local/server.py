@@ -10,7 +10,6 @@ injection.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 from pathlib import Path
@@ -143,11 +142,8 @@ class LocalE2B:
     async def _envd(
         self, scope: Scope, receive: Any, send: Any, sid: str, headers: dict[str, str], path: str
     ) -> None:
-        sbx = self.runtime.sandboxes.get(sid)
-        if sbx is not None and sbx.state == "paused" and sbx.auto_resume:
-            with contextlib.suppress(ApiError):
-                await self.runtime.connect(sid, None)
-        if sbx is None or sbx.state != "running":
+        sbx = await self.runtime.for_traffic(sid)
+        if sbx is None:
             body = {"code": 502, "message": "The sandbox was not found", "sandboxId": sid}
             await JSONResponse(body, status_code=502)(scope, receive, send)
             return
