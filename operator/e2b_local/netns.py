@@ -22,8 +22,10 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger("e2b_local.netns")
 
@@ -34,6 +36,7 @@ _SIOCSIFADDR, _SIOCSIFNETMASK, _SIOCSIFFLAGS, _SIOCADDRT = 0x8916, 0x891C, 0x891
 _IFF_UP, _IFF_RUNNING = 0x1, 0x40
 _RTF_UP, _RTF_GATEWAY = 0x1, 0x2
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class NetworkError(Exception):
@@ -91,11 +94,16 @@ class _RtEntry(ctypes.Structure):
     ]
 
 
-def _configure_inside(pid: int, addr: str, gateway: str) -> None:
-    """In a thread that joined the sandbox's netns: eth0 up with `addr`/31, default route."""
+def in_netns(pid: int, work: Callable[[], T]) -> T:
+    """Run `work` in a fresh thread that joined the network namespace of process `pid`.
+
+    Only that thread changes namespace; sockets it creates stay in the sandbox's namespace
+    for their lifetime, wherever they are used afterwards.
+    """
+    result: list[T] = []
     error: list[BaseException] = []
 
-    def work() -> None:
+    def run() -> None:
         try:
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -103,26 +111,39 @@ def _configure_inside(pid: int, addr: str, gateway: str) -> None:
                     raise OSError(ctypes.get_errno(), "setns")
             finally:
                 os.close(fd)
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                name = b"eth0".ljust(16, b"\0")
-                fcntl.ioctl(s, _SIOCSIFADDR, name + _sockaddr_in(addr))
-                fcntl.ioctl(s, _SIOCSIFNETMASK, name + _sockaddr_in("255.255.255.254"))
-                flags = struct.pack("16sH14x", b"eth0", _IFF_UP | _IFF_RUNNING)
-                fcntl.ioctl(s, _SIOCSIFFLAGS, flags)
-                rt = _RtEntry()
-                rt.rt_dst = _sockaddr("0.0.0.0")
-                rt.rt_gateway = _sockaddr(gateway)
-                rt.rt_genmask = _sockaddr("0.0.0.0")
-                rt.rt_flags = _RTF_UP | _RTF_GATEWAY
-                fcntl.ioctl(s, _SIOCADDRT, bytes(rt))
+            result.append(work())
         except BaseException as e:
             error.append(e)
 
-    t = threading.Thread(target=work, name="netns-config")
+    t = threading.Thread(target=run, name="netns")
     t.start()
     t.join()
     if error:
-        raise NetworkError(f"configure the sandbox's eth0: {error[0]}")
+        raise error[0]
+    return result[0]
+
+
+def _configure_inside(pid: int, addr: str, gateway: str) -> None:
+    """In the sandbox's netns: eth0 up with `addr`/31, default route."""
+
+    def work() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            name = b"eth0".ljust(16, b"\0")
+            fcntl.ioctl(s, _SIOCSIFADDR, name + _sockaddr_in(addr))
+            fcntl.ioctl(s, _SIOCSIFNETMASK, name + _sockaddr_in("255.255.255.254"))
+            flags = struct.pack("16sH14x", b"eth0", _IFF_UP | _IFF_RUNNING)
+            fcntl.ioctl(s, _SIOCSIFFLAGS, flags)
+            rt = _RtEntry()
+            rt.rt_dst = _sockaddr("0.0.0.0")
+            rt.rt_gateway = _sockaddr(gateway)
+            rt.rt_genmask = _sockaddr("0.0.0.0")
+            rt.rt_flags = _RTF_UP | _RTF_GATEWAY
+            fcntl.ioctl(s, _SIOCADDRT, bytes(rt))
+
+    try:
+        in_netns(pid, work)
+    except Exception as e:
+        raise NetworkError(f"configure the sandbox's eth0: {e}") from e
 
 
 @dataclass

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import isolation
+from . import isolation, ports
 from .builds import TemplateStore
 from .controlplane import UPLOAD_PREFIX, ControlPlane, error
 from .envd import EnvdHttp, FileError, build_envd_apps
@@ -114,13 +114,16 @@ class LocalE2B:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path: str = scope["path"]
-        sid = headers.get("e2b-sandbox-id")
-        if sid is not None:
-            await self._envd(scope, receive, send, sid, headers, path)
+        target = ports.route(headers)
+        if target is not None:
+            await self._sandbox(scope, receive, send, *target, headers)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
             return
         if path.startswith(UPLOAD_PREFIX):
             await self.upload_app(scope, receive, send)
@@ -139,14 +142,26 @@ class LocalE2B:
                 return
         await self.cp_app(scope, receive, send)
 
-    async def _envd(
-        self, scope: Scope, receive: Any, send: Any, sid: str, headers: dict[str, str], path: str
+    async def _sandbox(
+        self, scope: Scope, receive: Any, send: Any, sid: str, port: int, headers: dict[str, str]
     ) -> None:
+        """A request for a sandbox's port, by host name or headers; envd's port is served here."""
+        ws = scope["type"] == "websocket"
         sbx = await self.runtime.for_traffic(sid)
-        if sbx is None:
+        if sbx is None or (ws and port == ports.ENVD_PORT):
+            if ws:
+                await send({"type": "websocket.close", "code": 1008})
+                return
             body = {"code": 502, "message": "The sandbox was not found", "sandboxId": sid}
             await JSONResponse(body, status_code=502)(scope, receive, send)
             return
+        if port != ports.ENVD_PORT:
+            proxy = ports.websocket if ws else ports.http
+            await proxy(scope, receive, send, sbx.runtime, port)
+            return
+        if "e2b-sandbox-id" not in headers:  # routed by host name: envd finds it by header
+            scope["headers"] = [*scope["headers"], (b"e2b-sandbox-id", sid.encode())]
+        path: str = scope["path"]
         if path != "/health" and not hmac.compare_digest(
             headers.get("x-access-token", "").encode(), sbx.access_token.encode()
         ):
