@@ -25,11 +25,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import bench_gateway
+import bench_responsiveness
 import httpx
 from e2b import AsyncSandbox, SandboxQuery
 from kubernetes_asyncio import client, config, watch
@@ -96,7 +98,9 @@ class Results:
 # -- manifests --------------------------------------------------------------------------------
 
 
-def template_manifest(name: str) -> Obj:
+def template_manifest(
+    name: str, main: str = "print('hello')", health: str = "test ! -f /tmp/sick"
+) -> Obj:
     """A small pythonBase template with a cheap health check (as tests/support.py)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -105,23 +109,27 @@ def template_manifest(name: str) -> Obj:
         "spec": {
             "type": "pythonBase",
             "requirements": {"runtime": "python3.11", "cpuCores": 1, "memoryMB": 256},
-            "files": {"mainScript": "print('hello')"},
-            "hooks": {"healthCheck": "test ! -f /tmp/sick"},
+            "files": {"mainScript": main},
+            "hooks": {"healthCheck": health},
         },
     }
 
 
-def deployment_manifest(name: str, replicas: int) -> Obj:
-    """A deployment of the bench template, health-checked every 5 s."""
+FAST_CHECKS = {"intervalSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 5}
+
+
+def deployment_manifest(
+    name: str, replicas: int, template: str = TEMPLATE, checks: Obj | None = FAST_CHECKS
+) -> Obj:
+    """A deployment of a bench template (health-checked every 5 s unless `checks` says)."""
+    spec: Obj = {"templateRef": {"name": template}, "replicas": replicas}
+    if checks is not None:
+        spec["healthCheck"] = checks
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "E2BDeployment",
         "metadata": {"name": name},
-        "spec": {
-            "templateRef": {"name": TEMPLATE},
-            "replicas": replicas,
-            "healthCheck": {"intervalSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 5},
-        },
+        "spec": spec,
     }
 
 
@@ -362,18 +370,45 @@ class Bench:
     async def delete(self, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, DEPLOYMENTS, name)
 
-    async def template_ready(self, timeout: float = 600) -> None:
+    async def template_ready(self) -> None:
         await self.create(template_manifest(TEMPLATE))
+        await self.create(bench_responsiveness.slow_template(template_manifest))
+        for name in (TEMPLATE, bench_responsiveness.SLOW_TEMPLATE):
+            await self.wait_template(name)
+
+    async def wait_template(self, name: str, timeout: float = 600) -> None:
         started = time.perf_counter()
         while time.perf_counter() - started < timeout:
             obj = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, NS, TEMPLATES, TEMPLATE
+                GROUP, VERSION, NS, TEMPLATES, name
             )
             if is_true(obj, "Ready"):
-                self.log(f"template built and Ready in {time.perf_counter() - started:.1f}s")
+                self.log(f"template {name} Ready after {time.perf_counter() - started:.1f}s")
                 return
             await asyncio.sleep(0.5)
-        raise TimeoutError(f"template not Ready after {timeout}s: {obj.get('status')}")
+        raise TimeoutError(f"template {name} not Ready after {timeout}s: {obj.get('status')}")
+
+    async def scale(self, name: str, replicas: int) -> None:
+        """Set replicas through the scale subresource (as kubectl scale and an HPA do)."""
+        await self.custom.patch_namespaced_custom_object_scale(
+            GROUP,
+            VERSION,
+            NS,
+            DEPLOYMENTS,
+            name,
+            {"spec": {"replicas": replicas}},
+            _content_type=MERGE_PATCH,
+        )
+
+    async def slow_app(self) -> None:
+        """An app healthy 2 s after start (default health-check settings)."""
+        await bench_responsiveness.slow_app(
+            self, partial(deployment_manifest, checks=None), ready_with, percentile
+        )
+
+    async def killed_sandbox(self) -> None:
+        """A sandbox killed outside the operator."""
+        await bench_responsiveness.killed_sandbox(self, deployment_manifest, ready_with, percentile)
 
     async def sandbox_count(self) -> int:
         e2b = self.stack.e2b
@@ -448,15 +483,7 @@ class Bench:
         n, name = self.sizes.replicas, "scale"
         await self.create(deployment_manifest(name, 0))
         await self.tracker.until([name], ready_with(0), 0, timeout=60)
-        await self.custom.patch_namespaced_custom_object_scale(
-            GROUP,
-            VERSION,
-            NS,
-            DEPLOYMENTS,
-            name,
-            {"spec": {"replicas": n}},
-            _content_type=MERGE_PATCH,
-        )
+        await self.scale(name, n)
         t0 = time.perf_counter()
         ready = await self.tracker.until([name], ready_with(n), t0, timeout=300)
         took = ready[name] - t0
@@ -464,6 +491,16 @@ class Bench:
             f"0 -> {n} replicas (scale subresource)", f"{took:.2f} s", "<= 5 s", took <= 5
         )
         self.results.notes.append(f"scale-up progress: {self.progress(name, t0)}")
+        await self.delete(name)
+        await self.tracker.until_gone([name], timeout=120)
+        await self.no_sandboxes(timeout=120)
+        await bench_responsiveness.ratio(
+            self,
+            f"0 -> {n} replicas",
+            took,
+            partial(bench_responsiveness.sdk_creates, self, TEMPLATE, n),
+            0.8,
+        )
 
     async def many_deployments(self) -> None:
         """N one-replica deployments created concurrently; until all are Ready."""
@@ -483,6 +520,13 @@ class Bench:
         self.results.notes.append(
             f"{len(names)} deployments Ready at: first {spread[0]:.1f} s, "
             f"median {percentile(spread, 0.5):.1f} s, last {spread[-1]:.1f} s"
+        )
+        await bench_responsiveness.ratio(
+            self,
+            f"{len(names)} deployments",
+            took,
+            partial(bench_responsiveness.sdk_creates, self, TEMPLATE, len(names)),
+            0.6,
         )
 
     def progress(self, name: str, t0: float) -> str:
@@ -603,7 +647,15 @@ async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[s
     bench = Bench(stack, custom, tracker, sizes, results, log)
     try:
         await bench.template_ready()
-        for phase in (bench.gateway, bench.apply_to_ready, bench.scale_up, bench.many_deployments):
+        phases = (
+            bench.gateway,
+            bench.apply_to_ready,
+            bench.slow_app,
+            bench.killed_sandbox,
+            bench.scale_up,
+            bench.many_deployments,
+        )
+        for phase in phases:
             log(f"-- {phase.__doc__.splitlines()[0]}")
             try:
                 await phase()

@@ -318,6 +318,7 @@ def test_defaults_like_the_apiserver() -> None:
         "intervalSeconds": 30,
         "failureThreshold": 3,
         "timeoutSeconds": 10,
+        "startupTimeoutSeconds": 120,
     }
 
 

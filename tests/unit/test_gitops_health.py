@@ -160,7 +160,9 @@ def deployment_object(
     spec = E2BDeploymentSpec.from_wire({"templateRef": {"name": "t"}, "replicas": 2})
     spec = spec.model_copy(update={"paused": paused})
     health = {
-        s.sandbox_id: Health(healthy=s.sandbox_id not in unhealthy, failures=0, since=NOW)
+        s.sandbox_id: Health(
+            healthy=s.sandbox_id not in unhealthy, failures=0, since=NOW, passed=True
+        )
         for s in sandboxes
     }
     obs = Observation(

@@ -26,8 +26,10 @@ def sbx(sid: str, index: int, hash_: str = "new", state: str = "running", **kw) 
 
 
 def observe(sp: E2BDeploymentSpec, sandboxes=(), healthy=(), unhealthy=(), **kw) -> Observation:
-    health = {s: Health(healthy=True) for s in healthy}
-    health.update({s: Health(healthy=False, failures=f) for s, f in dict(unhealthy).items()})
+    health = {s: Health(healthy=True, passed=True) for s in healthy}
+    health.update(
+        {s: Health(healthy=False, failures=f, passed=True) for s, f in dict(unhealthy).items()}
+    )
     args = {
         "generation": 3,
         "name": "web",
@@ -210,3 +212,42 @@ def test_one_transient_blip_is_retried_before_it_shows() -> None:
     assert reported(1, transient=True)
     assert reported(0, transient=False)
     assert [backoff(n) for n in (1, 2, 3, 20)] == [1.0, 2.0, 4.0, 60.0]
+
+
+def test_startup_checks_come_fast_then_at_the_interval() -> None:
+    h = Health()
+    periods = []
+    for _ in range(8):
+        h = h.record(False, "not yet", NOW)
+        periods.append(h.period(30))
+    assert periods == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert h.record(True, "", NOW).period(30) == 30
+    assert Health().due(NOW, 30) and not h.due(NOW, 30)
+
+
+def test_a_starting_sandbox_failing_checks_is_starting_not_unhealthy() -> None:
+    starting = Health().record(False, "exit 7", NOW).record(False, "exit 7", NOW)
+    starting = starting.record(False, "exit 7", NOW).record(False, "exit 7", NOW)
+    obs = observe(spec(replicas=1), [sbx("a", 0)], health={"a": starting})
+    plan = decide(obs)
+    assert plan.delete == []
+    assert plan.status.sandboxes[0].phase == "Starting"
+    assert conditions(plan)["Degraded"][0] == "False"
+    # once it has passed, failures past the threshold replace it
+    failing = starting.record(True, "", NOW)
+    for _ in range(3):
+        failing = failing.record(False, "exit 7", NOW)
+    plan = decide(observe(spec(replicas=1), [sbx("a", 0)], health={"a": failing}))
+    assert [(s.sandbox_id, why) for s, why in plan.delete] == [("a", "Unhealthy")]
+
+
+def test_a_sandbox_that_never_passes_is_replaced_after_the_startup_timeout() -> None:
+    old = ObservedSandbox(
+        "a", "running", {"instance-index": "0", "template-hash": "new"}, NOW - timedelta(seconds=61)
+    )
+    sp = spec(replicas=1, healthCheck={"startupTimeoutSeconds": 60})
+    plan = decide(observe(sp, [old], health={"a": Health().record(False, "no", NOW)}))
+    assert [(s.sandbox_id, why) for s, why in plan.delete] == [("a", "StartupTimeout")]
+    young = sbx("b", 0)  # one minute old, under the default 120 s
+    plan = decide(observe(spec(replicas=1), [young], health={"b": Health()}))
+    assert plan.delete == []

@@ -64,6 +64,10 @@ class HealthCheck(K8sModel):
     """Consecutive failures before a sandbox is replaced (1-100)."""
     timeout_seconds: int = Field(default=10, ge=1, le=300)
     """Seconds before one check counts as failed (1-300)."""
+    startup_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    """Seconds a new sandbox has to pass its first check (1-3600). Until then it is checked
+    on a fast schedule (0.25 s, doubling up to intervalSeconds), like a startupProbe, and its
+    failures do not count toward failureThreshold; past it, it is replaced."""
 
 
 @validations(

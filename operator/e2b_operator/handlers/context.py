@@ -17,6 +17,7 @@ from .wakeups import Waker
 
 if TYPE_CHECKING:
     from .deployments import LoopState
+    from .lister import SandboxLister
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Services:
     settings: Settings
     templates: Mapping[Any, Any] = field(default_factory=dict)
     """kopf's index of E2BTemplates: (namespace, name) -> TemplateEntry (set by handlers)."""
+    lister: SandboxLister | None = None
+    """The shared listing of sandboxes (set at start-up)."""
     deployments: dict[str, LoopState] = field(default_factory=dict)
     template_wakers: dict[str, Waker] = field(default_factory=dict)
 
@@ -42,6 +45,12 @@ class Services:
         from .deployments import LoopState
 
         return self.deployments.setdefault(uid, LoopState())
+
+    def poke_deployment(self, uid: str) -> None:
+        """Wake a deployment's loop if it runs here."""
+        state = self.deployments.get(uid)
+        if state is not None:
+            state.waker.poke()
 
     def forget_deployment(self, uid: str) -> None:
         self.deployments.pop(uid, None)

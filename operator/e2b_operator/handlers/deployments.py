@@ -23,7 +23,7 @@ from ..reconcile.conditions import Want, merge
 from ..reconcile.config import config_problem, instance_config
 from ..reconcile.expectations import Expectations
 from ..reconcile.hashing import stable_hash
-from ..reconcile.health import Health
+from ..reconcile.health import STARTUP_FIRST_DELAY, Health
 from ..reconcile.observed import (
     MANAGED_BY,
     META_DEPLOYMENT,
@@ -59,7 +59,8 @@ class LoopState:
     health: dict[str, Health] = field(default_factory=dict)
     nonces: dict[int, str] = field(default_factory=dict)
     creating: set[int] = field(default_factory=set)
-    batch: int = 1
+    ramp: int | None = None
+    """After failed creates: how many to try at once (doubling); None: the whole budget."""
     failures: int = 0
     generation: int | None = None
     replicas: int | None = None
@@ -76,10 +77,6 @@ class Target:
     namespace: str
     name: str
     uid: str
-
-    @property
-    def selector(self) -> dict[str, str]:
-        return {META_DEPLOYMENT_UID: self.uid}
 
 
 async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) -> None:
@@ -128,7 +125,8 @@ async def reconcile(
         )
     sandboxes: list[ObservedSandbox] = []
     try:
-        listed = await services.backend.list(target.selector)
+        assert services.lister is not None
+        listed = await services.lister.sandboxes(target.uid)
         sandboxes = state.expectations.apply(listed, time.monotonic())
         if tspec is not None and not spec.paused:
             await health.check_due(services.backend, spec, tspec, sandboxes, state.health, now)
@@ -210,7 +208,8 @@ async def _act(
         limit=services.settings.create_batch_max,
     )
     if plan.create and view is not None and view.template_id and tspec is not None:
-        batch = plan.create[: state.batch]
+        budget = services.settings.create_batch_max
+        batch = plan.create[: state.ramp or budget]
         results = await gather_bounded(
             [
                 _create(services, target, spec, tspec, view.template_id, envs, i, wanted[i], state)
@@ -222,8 +221,11 @@ async def _act(
         errors = [r for r in results if isinstance(r, BaseException)]
         if created:
             kopf.info(body, reason="Created", message=f"created {created} sandbox(es)")
-        # Slow start: double the batch while creates succeed, back to one on failure.
-        state.batch = 1 if errors else min(state.batch * 2, services.settings.create_batch_max)
+        # All at once within the budget; after a failure, one, then doubling while they succeed.
+        if errors:
+            state.ramp = 1
+        elif state.ramp is not None:
+            state.ramp = None if state.ramp * 2 >= budget else state.ramp * 2
         if errors:
             raise (
                 errors[0]
@@ -431,11 +433,11 @@ def _next_due(
     for s in sandboxes:
         h = state.health.get(s.sandbox_id)
         if h and h.checked_at:
-            waits.append(interval - (now - h.checked_at).total_seconds())
+            waits.append(h.wait(now, interval))
         if s.end_at:
             left = (s.end_at - now).total_seconds() - spec.timeout_seconds * rd.KEEPALIVE_FRACTION
             waits.append(left)
-    return max(min(waits), 0.5)
+    return max(min(waits), STARTUP_FIRST_DELAY)
 
 
 def _invalid_status(

@@ -76,6 +76,7 @@ def from_status(previous: E2BDeploymentStatus | None) -> dict[str, Health]:
             failures=e.consecutive_failures,
             since=e.last_health_transition_time,
             message=e.message or "",
+            passed=e.phase in ("Running", "Unhealthy"),
         )
         for e in (previous.sandboxes if previous else [])
         if e.healthy is not None

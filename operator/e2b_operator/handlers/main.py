@@ -20,6 +20,8 @@ from ..sandboxes.templates import TemplateBuilds
 from . import deployments, executions, orphans, templates
 from .context import Services, template_entry
 from .kube import Kube
+from .lister import SandboxLister
+from .logs import quiet_routine_events
 from .settings import Settings, connection_from_env
 
 TEMPLATES = (GROUP, VERSION, "e2btemplates")
@@ -38,22 +40,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_routine_events()
     kube = await Kube.connect()
     connection = await connection_from_env(kube)
-    memo.services = Services(
+    services = Services(
         kube=kube,
         backend=SandboxBackend(connection),
         builds=TemplateBuilds(connection),
         settings=Settings.from_env(),
     )
-    memo.sweeper = asyncio.create_task(orphans.sweep_forever(memo.services))
+    services.lister = SandboxLister(
+        services.backend,
+        period=services.settings.list_period_seconds,
+        max_period=services.settings.list_max_period_seconds,
+        changed=services.poke_deployment,
+    )
+    memo.services = services
+    memo.tasks = [
+        asyncio.create_task(services.lister.run()),
+        asyncio.create_task(orphans.sweep_forever(services)),
+    ]
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    memo.sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.sweeper
+    for task in memo.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await memo.services.kube.close()
 
 

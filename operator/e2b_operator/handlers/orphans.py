@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ..reconcile.observed import MANAGED_BY, META_DEPLOYMENT_UID, META_MANAGED_BY
+from ..reconcile.observed import META_DEPLOYMENT_UID
 from ..sandboxes.errors import BackendError
 from .context import Services
 
@@ -21,7 +21,8 @@ async def sweep(services: Services) -> int:
     now = datetime.now(UTC)
     grace = services.settings.orphan_grace_seconds
     killed = 0
-    for s in await services.backend.list({META_MANAGED_BY: MANAGED_BY}):
+    assert services.lister is not None
+    for s in await services.lister.everything():
         uid = s.metadata.get(META_DEPLOYMENT_UID)
         young = s.started_at is not None and (now - s.started_at).total_seconds() < grace
         if uid and uid not in live and not young:

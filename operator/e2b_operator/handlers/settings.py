@@ -24,6 +24,8 @@ class Settings:
     create_batch_max: int = 32
     cleanup_timeout_seconds: float = 10.0
     error_backoff_max_seconds: float = 60.0
+    list_period_seconds: float = 1.0
+    list_max_period_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -31,6 +33,7 @@ class Settings:
             orphan_sweep_seconds=_float("E2B_OPERATOR_ORPHAN_SWEEP_SECONDS", 60.0),
             orphan_grace_seconds=_float("E2B_OPERATOR_ORPHAN_GRACE_SECONDS", 120.0),
             create_batch_max=int(_float("E2B_OPERATOR_CREATE_BATCH_MAX", 32)),
+            list_period_seconds=_float("E2B_OPERATOR_LIST_PERIOD_SECONDS", 1.0),
         )
 
 

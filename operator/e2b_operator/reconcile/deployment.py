@@ -108,8 +108,10 @@ def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
     threshold = spec.health_check.failure_threshold
     for members in slots.values():
         for s in members:
-            if obs.health.get(s.sandbox_id, Health()).failures >= threshold:
+            if obs.health.get(s.sandbox_id, Health()).failing(threshold):
                 retire(s, "Unhealthy")
+            elif _startup_timed_out(s, obs):
+                retire(s, "StartupTimeout")
     # Duplicates of a current sandbox in one slot (a lost response, an adoption): keep one.
     for members in slots.values():
         current = [s for s in members if _current(s, obs) and s.sandbox_id not in deleting]
@@ -187,6 +189,16 @@ def _ready(s: ObservedSandbox, obs: Observation) -> bool:
     return health.healthy is True
 
 
+def _startup_timed_out(s: ObservedSandbox, obs: Observation) -> bool:
+    """Running, never passed a health check, and older than the startup timeout."""
+    if not obs.has_health_check or s.state != "running" or s.started_at is None:
+        return False
+    if obs.health.get(s.sandbox_id, Health()).passed:
+        return False
+    age = (obs.now - s.started_at).total_seconds()
+    return age > obs.spec.health_check.startup_timeout_seconds
+
+
 def _expiring(s: ObservedSandbox, obs: Observation) -> bool:
     if s.end_at is None:
         return False
@@ -201,7 +213,7 @@ def _status(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> E2BDep
     ready = [s for s in kept if _ready(s, obs) and s.index < spec.replicas]
     updated = [s for s in kept if _current(s, obs)]
     updated_ready = [s for s in ready if _current(s, obs)]
-    unhealthy = [s for s in live if obs.health.get(s.sandbox_id, Health()).healthy is False]
+    unhealthy = [s for s in live if _unhealthy(obs.health.get(s.sandbox_id, Health()))]
     previous = obs.previous or E2BDeploymentStatus()
     wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, plan)
     phase = _phase(obs, wants)
@@ -336,6 +348,11 @@ def _phase(obs: Observation, wants: list[Want]) -> str:
     return "Progressing"
 
 
+def _unhealthy(health: Health) -> bool:
+    """Failing after it started (a starting sandbox's failed checks are not a fault yet)."""
+    return health.passed and health.healthy is False
+
+
 def _order(s: ObservedSandbox) -> tuple[int, str]:
     return (s.index, s.sandbox_id)
 
@@ -346,7 +363,7 @@ def _entry(s: ObservedSandbox, obs: Observation, plan: Plan, gone: set[str]) -> 
         phase = "Terminating"
     elif s.state == "paused":
         phase = "Paused"
-    elif health.healthy is False:
+    elif _unhealthy(health):
         phase = "Unhealthy"
     elif _ready(s, obs):
         phase = "Running"

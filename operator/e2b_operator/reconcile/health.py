@@ -1,9 +1,17 @@
-"""Health of one sandbox across checks: consecutive failures and transition times."""
+"""Health of one sandbox across checks: startup probing, consecutive failures, transitions.
+
+Until its first check passes a sandbox is *starting*: it is checked on a fast schedule
+(STARTUP_FIRST_DELAY seconds, doubling up to the interval), as a Kubernetes startupProbe
+does, and its failures do not count toward the failure threshold; after that, every
+`interval` seconds.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+
+STARTUP_FIRST_DELAY = 0.25
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,10 @@ class Health:
     since: datetime | None = None
     message: str = ""
     checked_at: datetime | None = None
+    passed: bool = False
+    """It passed a check once: it has started."""
+    checks: int = 0
+    """Checks made while starting (for the fast schedule)."""
 
     def record(self, ok: bool, message: str, now: datetime) -> Health:
         """The tally after one more check."""
@@ -26,7 +38,25 @@ class Health:
             since=since,
             message="" if ok else message,
             checked_at=now,
+            passed=self.passed or ok,
+            checks=self.checks + 1,
         )
 
+    def period(self, interval: float) -> float:
+        """Seconds between this check and the next."""
+        if self.passed:
+            return interval
+        return min(interval, STARTUP_FIRST_DELAY * 2 ** max(self.checks - 1, 0))
+
+    def wait(self, now: datetime, interval: float) -> float:
+        """Seconds until the next check is due (<= 0: due now)."""
+        if self.checked_at is None:
+            return 0.0
+        return self.period(interval) - (now - self.checked_at).total_seconds()
+
     def due(self, now: datetime, interval: float) -> bool:
-        return self.checked_at is None or (now - self.checked_at).total_seconds() >= interval
+        return self.wait(now, interval) <= 0
+
+    def failing(self, threshold: int) -> bool:
+        """Started, then failed `threshold` checks in a row: to be replaced."""
+        return self.passed and self.failures >= threshold

@@ -2,7 +2,8 @@
 
 Mapping: runtime -> base image; env -> ENV; preInstall -> RUN; systemPackages -> apt;
 pythonPackages -> pip; nodePackages -> npm; files -> COPY into /app; postInstall -> RUN;
-preStart -> start command; healthCheck -> ready command; cpuCores/memoryMB -> build resources.
+preStart -> start command; cpuCores/memoryMB -> build resources (healthCheck is checked at
+run time, not at build).
 """
 
 from __future__ import annotations
@@ -73,13 +74,14 @@ def recipe(spec: E2BTemplateSpec) -> BuildRecipe:
     steps.append(Step("files", (str(APP_DIR),), files=files))
     if hooks and hooks.post_install:
         steps.append(Step("run", (hooks.post_install,)))
+    # The healthCheck hook is a runtime check of the running sandbox (its main script
+    # included), which a build never starts: it is not the build's ready command.
     start = hooks.pre_start if hooks else None
-    ready = hooks.health_check if hooks else None
     return BuildRecipe(
         base=base,
         steps=tuple(steps),
         start_cmd=start,
-        ready_cmd=ready or ("true" if start else None),
+        ready_cmd="true" if start else None,
         cpu_count=req.cpu_cores,
         memory_mb=req.memory_mb,
     )

@@ -1,0 +1,111 @@
+"""One listing of the operator's sandboxes per period, shared by every deployment loop.
+
+Like a Kubernetes informer: a single paged listing (filtered by the metadata the operator
+sets) replaces one listing per deployment per pass; each loop reads its deployment's part
+of the latest snapshot, and the loops whose sandboxes changed (vanished, appeared, paused,
+resumed) are woken at once, so a lost sandbox is noticed within a period whatever the
+health-check interval. E2B calls at idle stay one listing per period however many
+deployments there are. Failures back off (up to max_period) and are handed to the loops,
+which report them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+from ..reconcile.backoff import backoff
+from ..reconcile.observed import MANAGED_BY, META_DEPLOYMENT_UID, META_MANAGED_BY, ObservedSandbox
+from ..sandboxes.backend import SandboxBackend
+from ..sandboxes.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+Fingerprint = frozenset[tuple[str, str]]
+
+
+class SandboxLister:
+    """The latest listing of every sandbox this operator manages, grouped by deployment."""
+
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        *,
+        period: float,
+        max_period: float,
+        changed: Callable[[str], None],
+    ) -> None:
+        self.backend = backend
+        self.period = period
+        self.max_period = max_period
+        self.changed = changed
+        self.listings = 0
+        self.failures = 0
+        self.error: BackendError | None = None
+        self._all: list[ObservedSandbox] = []
+        self._by_uid: dict[str, list[ObservedSandbox]] = {}
+        self._fingerprints: dict[str, Fingerprint] = {}
+        self._listed = asyncio.Event()
+        self._poked = asyncio.Event()
+
+    async def run(self) -> None:
+        """List forever (until cancelled)."""
+        while True:
+            try:
+                await self.refresh()
+                delay = self.period
+            except BackendError as exc:
+                delay = min(self.max_period, max(self.period, backoff(self.failures)))
+                log.warning("listing sandboxes failed (%s), next try in %.1fs", exc.message, delay)
+            self._poked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), delay)
+
+    async def refresh(self) -> None:
+        """One listing now; wakes the deployments whose sandboxes changed."""
+        try:
+            listed = await self.backend.list({META_MANAGED_BY: MANAGED_BY})
+        except BackendError as exc:
+            self.failures += 1
+            self.error = exc
+            self._listed.set()
+            raise
+        self.listings += 1
+        self.failures = 0
+        self.error = None
+        by_uid: dict[str, list[ObservedSandbox]] = defaultdict(list)
+        for s in listed:
+            uid = s.metadata.get(META_DEPLOYMENT_UID)
+            if uid:
+                by_uid[uid].append(s)
+        prints = {uid: frozenset((s.sandbox_id, s.state) for s in ss) for uid, ss in by_uid.items()}
+        moved = {
+            uid
+            for uid in set(prints) | set(self._fingerprints)
+            if prints.get(uid) != self._fingerprints.get(uid)
+        }
+        self._all, self._by_uid, self._fingerprints = listed, dict(by_uid), prints
+        self._listed.set()
+        for uid in moved:
+            self.changed(uid)
+
+    def poke(self) -> None:
+        """List again now (after E2B came back, or to see a change sooner)."""
+        self._poked.set()
+
+    async def sandboxes(self, deployment_uid: str) -> list[ObservedSandbox]:
+        """The deployment's sandboxes in the latest listing; the listing's error if it failed."""
+        await self._listed.wait()
+        if self.error is not None:
+            raise self.error
+        return list(self._by_uid.get(deployment_uid, ()))
+
+    async def everything(self) -> list[ObservedSandbox]:
+        """Every managed sandbox in the latest listing."""
+        await self._listed.wait()
+        if self.error is not None:
+            raise self.error
+        return list(self._all)
