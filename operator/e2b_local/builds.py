@@ -5,7 +5,9 @@ is the new template layer. Base images map onto the host root filesystem: python
 debian, ubuntu and e2bdev/base images use the host's Debian userland and interpreters; other
 distributions (alpine, fedora, arch, bun, private registries) are refused with a build error.
 Layers are cached by the content hash of (parent, steps with file hashes, start/ready cmd)
-and saved as tarballs under <state>/templates so templates survive a restart.
+and saved as tarballs under <state>/templates so templates survive a restart. Built-in
+templates (`code_interpreter.py`) are built on first use, and their layers are also kept in a
+cache shared by the host's servers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import code_interpreter
 from .isolation import Host
 from .sandbox import SandboxRuntime
 
@@ -93,9 +96,11 @@ class TemplateRecord:
 class TemplateStore:
     """Template registry, uploaded build files and the build runner."""
 
-    def __init__(self, state_dir: Path, host: Host) -> None:
+    def __init__(self, state_dir: Path, host: Host, layer_cache: Path | None = None) -> None:
         self.state_dir = state_dir
         self.host = host
+        self.layer_cache = layer_cache
+        self._builtin_lock = asyncio.Lock()
         self.files_dir = state_dir / "files"
         self.saved_dir = state_dir / "templates"
         for d in (self.files_dir, self.saved_dir):
@@ -182,6 +187,23 @@ class TemplateStore:
             raise NotFound(ref)
         return rec
 
+    async def ensure_builtin(self, ref: str) -> None:
+        """Build a built-in template (or restore it from the shared cache) on first use."""
+        name = ref.split(":", 1)[0]
+        if name not in code_interpreter.NAMES:
+            return
+        async with self._builtin_lock:
+            with contextlib.suppress(NotFound):
+                if self.find(name).build_status == "ready":
+                    return
+            rec, build = self.request_build(code_interpreter.NAMES[0], None, None, None)
+            rec.names = list(code_interpreter.NAMES)
+            log.info("building the built-in template %s", name)
+            await self._build(rec, build, code_interpreter.build_spec(), shared=True)
+            if build.status != "ready":
+                reason = (build.reason or {}).get("message", "unknown error")
+                raise BuildError(f"the built-in template '{name}' failed to build: {reason}")
+
     def request_build(
         self, name: str, tags: list[str] | None, cpu: int | None, mem: int | None
     ) -> tuple[TemplateRecord, BuildRecord]:
@@ -264,7 +286,10 @@ class TemplateStore:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
-    async def _build(self, rec: TemplateRecord, build: BuildRecord, spec: dict[str, Any]) -> None:
+    async def _build(
+        self, rec: TemplateRecord, build: BuildRecord, spec: dict[str, Any], shared: bool = False
+    ) -> None:
+        """Build (or take from cache) the template's layer; `shared` uses the host-wide cache."""
         build.status = "building"
         t0 = time.monotonic()
         try:
@@ -273,6 +298,9 @@ class TemplateStore:
             force = bool(spec.get("force")) or any(s.get("force") for s in spec.get("steps") or [])
             state = {"envs": dict(parent.envs), "workdir": parent.workdir, "user": parent.user}
             cached = self.layer_dir(key).exists() and (self.saved_dir / f"{key}.tar").exists()
+            loop = asyncio.get_running_loop()
+            if not cached and shared and not force:
+                cached = await loop.run_in_executor(None, self._from_shared, key)
             if cached and not force:
                 build.log(f"CACHED layer {key}: all steps unchanged")
                 for s in spec.get("steps") or []:
@@ -280,6 +308,8 @@ class TemplateStore:
             else:
                 shutil.rmtree(self.layer_dir(key), ignore_errors=True)
                 await self._run_steps(rec, build, spec, parent, key, state)
+                if shared:
+                    await loop.run_in_executor(None, self._to_shared, key)
             rec.layers = [key, *parent.layers]
             rec.envs, rec.workdir, rec.user = state["envs"], state["workdir"], state["user"]
             rec.start_cmd = spec.get("startCmd") or parent.start_cmd
@@ -460,6 +490,34 @@ rm -rf "$tmp"
             if time.monotonic() > deadline:
                 raise BuildError(f"ready command '{ready}' did not succeed within the build")
             await asyncio.sleep(READY_POLL_S)
+
+    def _from_shared(self, key: str) -> bool:
+        """Restore a layer from the shared cache, if it is there."""
+        src = self.layer_cache / f"{key}.tar" if self.layer_cache else None
+        if src is None or not src.exists():
+            return False
+        tar = self.saved_dir / f"{key}.tar"
+        try:
+            os.link(src, tar)
+        except FileExistsError:
+            pass
+        except OSError:  # another filesystem
+            shutil.copyfile(src, tar)
+        shutil.rmtree(self.layer_dir(key), ignore_errors=True)
+        self._restore_layer(key)
+        return True
+
+    def _to_shared(self, key: str) -> None:
+        """Publish a layer to the shared cache (atomically: readers see all of it or none)."""
+        if self.layer_cache is None:
+            return
+        self.layer_cache.mkdir(parents=True, exist_ok=True)
+        part = self.layer_cache / f".{key}.{secrets.token_hex(4)}.part"
+        try:
+            shutil.copyfile(self.saved_dir / f"{key}.tar", part)
+            part.rename(self.layer_cache / f"{key}.tar")
+        finally:
+            part.unlink(missing_ok=True)
 
     def _persist_layer(self, key: str) -> None:
         subprocess.run(

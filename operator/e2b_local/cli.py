@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="fault rule KIND[=ARG]:SHARE[:COUNT][@PATH] (see faults.py); repeatable",
     )
+    s.add_argument(
+        "--layer-cache",
+        default=os.environ.get("E2B_LOCAL_LAYER_CACHE")
+        or str(Path.home() / ".cache" / "e2b-operator" / "e2b-local-layers"),
+        help="host-wide cache of built-in template layers (code-interpreter), shared by servers",
+    )
     s.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         api_key = _write_key(key_file)
     port = args.port or _free_port(args.host)
     hostns.enter_private_mount_namespace()
-    app = LocalE2B(state_dir, api_key, args.max_sandboxes, faults)
+    app = LocalE2B(state_dir, api_key, args.max_sandboxes, faults, Path(args.layer_cache))
     url = f"http://{args.host}:{port}"
     print(f"export E2B_API_URL={url}", flush=True)
     print(f"export E2B_SANDBOX_URL={url}", flush=True)

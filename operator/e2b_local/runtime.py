@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from . import isolation
-from .builds import TemplateRecord, TemplateStore
+from .builds import BuildError, TemplateRecord, TemplateStore
 from .sandbox import SandboxError, SandboxRuntime
 
 log = logging.getLogger("e2b_local.runtime")
@@ -138,6 +138,10 @@ class Runtime:
             existing = self.sandboxes.get(self.idempotency[idempotency_key])
             if existing is not None:
                 return existing
+        try:
+            await self.templates.ensure_builtin(template_ref)
+        except BuildError as e:
+            raise ApiError(500, str(e)) from e
         template, alias = self.templates.resolve(template_ref)
         if timeout <= 0 or timeout > MAX_TIMEOUT_S:
             raise ApiError(400, f"Timeout must be between 1 and {MAX_TIMEOUT_S} seconds")

@@ -41,6 +41,7 @@ class LocalE2B:
         api_key: str,
         max_sandboxes: int = 100,
         faults: Faults | None = None,
+        layer_cache: Path | None = None,
     ) -> None:
         self.api_key = api_key
         self.faults = faults or Faults()
@@ -52,7 +53,7 @@ class LocalE2B:
         state_dir.mkdir(parents=True, exist_ok=True)
         host = isolation.Host(state_dir)
         host.lock()
-        self.runtime = Runtime(host, max_sandboxes, TemplateStore(state_dir, host))
+        self.runtime = Runtime(host, max_sandboxes, TemplateStore(state_dir, host, layer_cache))
         self.cp = ControlPlane(self.runtime)
         self.envd_http, self.process_app, self.fs_app = build_envd_apps(self.runtime)
         handlers = {ApiError: self._api_error, FileError: self._file_error}
