@@ -9,7 +9,6 @@ import pytest
 from e2b_operator.toolkit import TemplateBuilder, TemplateDeployer, TemplateRegistry
 from e2b_operator.toolkit.cluster import NotFoundError
 from e2b_operator.toolkit.collection import TEMPLATES
-from e2b_operator.toolkit.collection.catalog import use_script
 from support import sandboxes, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -147,20 +146,17 @@ async def test_trading_agent_scaling(
 
 
 async def test_claude_flow_swarm(registry: TemplateRegistry, deployer: TemplateDeployer) -> None:
-    builder = use_script(
-        TemplateBuilder.create_claude_flow_template(
-            "Research Swarm", agent_types=["researcher", "analyst", "synthesizer"]
-        ).set_claude_flow_config(
-            swarm_topology="mesh",
-            max_agents=6,
-            coordination_mode="collaborative",
-            enable_neural=True,
-            hooks={
-                "pre-task": "npx claude-flow@alpha hooks pre-task",
-                "post-task": "npx claude-flow@alpha hooks post-task",
-            },
-        ),
-        "claude_flow_swarm.py",
+    builder = TemplateBuilder.create_claude_flow_template(
+        "Research Swarm", agent_types=["researcher", "analyst", "synthesizer"]
+    ).set_claude_flow_config(
+        swarm_topology="mesh",
+        max_agents=6,
+        coordination_mode="collaborative",
+        enable_neural=True,
+        hooks={
+            "pre-task": "npx claude-flow@alpha hooks pre-task",
+            "post-task": "npx claude-flow@alpha hooks post-task",
+        },
     )
     registry.register_template("research_swarm", builder.build())
     deployment = await deployer.deploy_template("research_swarm")

@@ -10,6 +10,15 @@ from e2b_operator.toolkit.collection.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "manifests" / "templates"
+PACKAGES = {  # what the seed's descriptions promise, installed at build
+    "python-base": (["numpy", "pandas"], []),
+    "node-base": ([], ["lodash", "axios", "dayjs", "zod"]),
+    "trading-agent": (["numpy", "pandas"], []),
+    "claude-flow-swarm": ([], []),
+    "claude-flow-neural": (["numpy", "pandas"], []),
+    "claude-code-sparc": ([], ["@anthropic-ai/claude-code"]),
+    "claude-code-reviewer": (["pyflakes", "mccabe", "bandit"], ["@anthropic-ai/claude-code"]),
+}
 SCRIPTS = {
     "python-base": "python_base.py",
     "node-base": "node_base.js",
@@ -40,7 +49,8 @@ def test_every_seed_template_is_a_valid_manifest() -> None:
         if filename.endswith(".py"):  # the helper module its imports need, beside it
             assert spec.files.modules == {"agent_io.py": script("agent_io.py")}
         assert spec.hooks and spec.hooks.health_check.startswith("test -f /app/main.")
-        assert spec.requirements.python_packages == [] and spec.category
+        req = spec.requirements
+        assert (req.python_packages, req.node_packages) == PACKAGES[name] and spec.category
         types.add(spec.type)
     assert len(types) == 7
 

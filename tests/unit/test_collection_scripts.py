@@ -13,6 +13,7 @@ import e2b_operator.toolkit.collection as collection
 
 DIR = Path(collection.__file__).parent
 ENV = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+ENV["E2B_TEMPLATE_CONFIG"] = "/nonexistent/template.json"  # outside a sandbox: no template
 BAD_APP = """import os, sys
 import subprocess
 
@@ -38,8 +39,14 @@ CASES = {
 }
 
 
-def run(script: str, config: object = None, via: str = "argv", raw: str | None = None):
-    """Run a script; returns (exit code, parsed stdout)."""
+def run(
+    script: str,
+    config: object = None,
+    via: str = "argv",
+    raw: str | None = None,
+    template: Path | None = None,
+):
+    """Run a script (with that template.json); returns (exit code, parsed stdout)."""
     text = raw if raw is not None else json.dumps(config)
     interpreter = shutil.which("node") if script.endswith(".js") else sys.executable
     if interpreter is None:
@@ -51,7 +58,7 @@ def run(script: str, config: object = None, via: str = "argv", raw: str | None =
         capture_output=True,
         text=True,
         timeout=120,
-        env=ENV,
+        env=ENV | ({"E2B_TEMPLATE_CONFIG": str(template)} if template else {}),
     )
     assert proc.stdout.count("\n") == 1, proc.stdout + proc.stderr  # one JSON document
     return proc.returncode, json.loads(proc.stdout)
@@ -218,3 +225,45 @@ def test_reviewer_scores_clean_code_from_a_directory(tmp_path: Path) -> None:
     assert code == 0
     assert out["files_reviewed"] == 1 and out["score"] == 100 and out["passed"]
     assert run("claude_code_reviewer.py", {"path": str(tmp_path / "nope")})[0] == 1
+
+
+def template_json(tmp_path: Path, name: str) -> Path:
+    """The /app/template.json the operator bakes into the collection template `name`."""
+    from e2b_operator.reconcile.recipe import template_document
+    from e2b_operator.toolkit.collection import TEMPLATES
+
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template_document(TEMPLATES[name]().build().to_spec())))
+    return path
+
+
+def test_scripts_take_their_section_of_the_template_config(tmp_path: Path) -> None:
+    trading = template_json(tmp_path, "trading-agent")
+    code, out = run("trading_agent.py", {}, template=trading)
+    assert code == 0 and sorted(out["results"]) == ["AAPL", "GOOGL", "MSFT"]
+    assert out["risk_params"]["take_profit"] == 0.04
+    code, out = run("trading_agent.py", {"symbols": ["TSLA"]}, template=trading)
+    assert sorted(out["results"]) == ["TSLA"]  # the run's input overrides the template
+    swarm = template_json(tmp_path, "claude-flow-swarm")
+    config = json.loads(swarm.read_text())
+    config["claude_flow"] |= {"swarm_topology": "ring", "agent_types": ["researcher", "analyst"]}
+    swarm.write_text(json.dumps(config))
+    code, out = run("claude_flow_swarm.py", {"task": "Research. Build"}, template=swarm)
+    assert code == 0 and out["topology"]["type"] == "ring", out["topology"]
+    assert [a["role"] for a in out["agents"]] == ["researcher", "analyst"]
+    config = json.loads(trading.read_text())
+    config["claude_code"] = {"linters": ["pyflakes"], "phases": ["specification", "completion"]}
+    config["custom_config"] = {"message": "from the template"}
+    trading.write_text(json.dumps(config))
+    code, out = run("claude_code_reviewer.py", {"files": {"a.py": BAD_APP}}, template=trading)
+    assert out["linters"] == ["pyflakes"] and {f["code"] for f in out["findings"]} <= {
+        "F401",
+        "F821",
+        "S105",
+    }
+    code, out = run("claude_code_sparc.py", {"task": "n-th Fibonacci number"}, template=trading)
+    assert code == 0 and out["phases"] == ["specification", "completion"]
+    assert "pseudocode" not in out
+    for script in ("python_base.py", "node_base.js"):
+        code, out = run(script, {}, template=trading)
+        assert out["reply"] == "Received: from the template", script

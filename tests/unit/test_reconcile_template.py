@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -36,7 +37,17 @@ def test_recipe_maps_every_part_in_order() -> None:
     kinds = [s.kind for s in r.steps]
     assert kinds == ["run", "workdir", "env", "run", "apt", "pip", "files"]
     files = next(s for s in r.steps if s.kind == "files").files
+    config = json.loads(files.pop("/app/template.json"))
     assert files == {"/app/main.py": "print(1)", "/app/lib/util.py": "X = 1"}
+    assert config["template_type"] == "pythonBase" and "files" not in config
+    assert config["requirements"]["python_packages"] == ["six"]
+    assert config["hooks"]["pre_start"] == "echo start"
+    env = next(s for s in r.steps if s.kind == "env").env
+    assert env == {
+        "E2B_TEMPLATE_CONFIG": "/app/template.json",
+        "E2B_INSTANCE_CONFIG": "/app/instance.json",
+        "MODE": "x",
+    }
     assert (r.start_cmd, r.ready_cmd) == ("echo start", "true")
 
 

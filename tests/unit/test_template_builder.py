@@ -6,7 +6,16 @@ import yaml
 from e2b_operator import api
 from e2b_operator.api.crds import render
 from e2b_operator.api.layout import health_check, main_command, main_script_path
-from e2b_operator.toolkit import TemplateBuilder, TemplateType
+from e2b_operator.toolkit import (
+    TemplateBuilder,
+    TemplateConfig,
+    TemplateFiles,
+    TemplateHooks,
+    TemplateMetadata,
+    TemplateRequirements,
+    TemplateType,
+)
+from e2b_operator.toolkit.mainscripts import script
 
 SCRIPT = """import json
 import sys
@@ -23,10 +32,13 @@ def test_creating_custom_templates() -> None:
     builder.set_requirements(python_packages=["yfinance", "ta", "numpy"], memory_mb=2048)
     builder.set_main_script(SCRIPT)
     template = builder.build()
-    assert isinstance(template, api.E2BTemplateSpec)
-    assert template.type is TemplateType.PYTHON_BASE
-    assert template.display_name == "My Custom Agent"
+    assert isinstance(template, TemplateConfig)
+    assert template.template_type is TemplateType.PYTHON_BASE
+    assert template.metadata.name == "My Custom Agent"
     assert template.requirements.memory_mb == 2048
+    spec = template.to_spec()
+    assert isinstance(spec, api.E2BTemplateSpec) and spec.display_name == "My Custom Agent"
+    assert TemplateConfig.from_spec(spec) == template
     assert template.requirements.python_packages == ["yfinance", "ta", "numpy"]
     assert template.files.main_script == SCRIPT
     assert template.hooks and template.hooks.health_check == health_check("python3.10")
@@ -113,10 +125,12 @@ def test_lifecycle_hooks_and_node_and_claude_code_presets() -> None:
         "cleanup": "rm -rf /tmp/cache/*",
     }
     sparc = TemplateBuilder.create_claude_code_template("Dev").set_main_script(SCRIPT).build()
-    assert sparc.type is TemplateType.CLAUDE_CODE_SPARC and sparc.claude_code.sparc_mode == "full"
+    assert sparc.template_type is TemplateType.CLAUDE_CODE_SPARC
+    assert sparc.claude_code.sparc_mode == "full"
     review = TemplateBuilder.create_claude_code_template("Rev", sparc_mode="review")
     reviewer = review.set_main_script(SCRIPT).build()
-    assert reviewer.type is TemplateType.CLAUDE_CODE_REVIEWER and reviewer.claude_code.linters
+    assert reviewer.template_type is TemplateType.CLAUDE_CODE_REVIEWER
+    assert reviewer.claude_code.linters
 
 
 def test_invalid_chain_lists_every_problem() -> None:
@@ -180,3 +194,63 @@ def test_yaml_round_trip_and_names() -> None:
 def test_layout() -> None:
     assert str(main_script_path("python3.11")) == "/app/main.py"
     assert main_command("node20") == ["node", "/app/main.js"]
+
+
+PRESETS = {
+    "python_base.py": lambda: TemplateBuilder.create_python_template("P", "d"),
+    "node_base.js": lambda: TemplateBuilder.create_node_template("N", "d"),
+    "trading_agent.py": lambda: TemplateBuilder.create_trading_template("T", "momentum"),
+    "claude_flow_swarm.py": lambda: TemplateBuilder.create_claude_flow_template("F", ["a"]),
+    "claude_code_sparc.py": lambda: TemplateBuilder.create_claude_code_template("S"),
+    "claude_code_reviewer.py": lambda: TemplateBuilder.create_claude_code_template(
+        "R", sparc_mode="review"
+    ),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(PRESETS))
+def test_every_preset_is_a_complete_template_with_its_collection_script(filename: str) -> None:
+    builder = PRESETS[filename]()
+    assert builder.validate() == []
+    template = builder.build()
+    assert template.files.main_script == script(filename)
+    assert ("agent_io.py" in template.files.modules) == filename.endswith(".py")
+    assert builder.set_main_script("print(1)").build().files.main_script == "print(1)"
+
+
+def test_seed_model_names_build_the_same_spec_as_the_builder() -> None:
+    config = TemplateConfig(
+        template_type=TemplateType.PYTHON_BASE,
+        metadata=TemplateMetadata(name="Data Processor", description="Process CSV data"),
+        requirements=TemplateRequirements(
+            python_packages=["pandas"], memory_mb=2048, env_vars={"DEBUG": "1"}
+        ),
+        files=TemplateFiles(main_script=SCRIPT),
+        hooks=TemplateHooks(cleanup="rm -rf /tmp/cache/*"),
+    )
+    assert config.requirements.env_vars == {"DEBUG": "1"}
+    built = (
+        TemplateBuilder()
+        .set_type(TemplateType.PYTHON_BASE)
+        .set_metadata("Data Processor", "Process CSV data")
+        .set_requirements(python_packages=["pandas"], memory_mb=2048, env_vars={"DEBUG": "1"})
+        .set_main_script(SCRIPT)
+        .set_hooks(cleanup="rm -rf /tmp/cache/*")
+        .build()
+    )
+    assert built == config and built.to_spec() == config.to_spec()
+    assert config.wire()["requirements"]["env"] == [{"name": "DEBUG", "value": "1"}]
+    bad = config.model_copy(update={"template_type": TemplateType.TRADING_AGENT})
+    with pytest.raises(ValueError, match=r"spec\.tradingAgent: type tradingAgent needs"):
+        bad.to_spec()
+
+
+def test_validate_lists_only_what_the_user_set_or_must_set() -> None:
+    assert TemplateBuilder().validate() == [
+        "spec.type: required field is missing; set it",
+        "spec.files: required field is missing; set it",
+    ]
+    flow = TemplateBuilder().set_type(TemplateType.CLAUDE_FLOW_SWARM).set_main_script("x")
+    assert flow.validate() == [
+        "spec.claudeFlow: types claudeFlowSwarm and claudeFlowNeural need a claudeFlow section"
+    ]

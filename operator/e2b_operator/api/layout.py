@@ -22,6 +22,14 @@ SECTION_DIRS = {
 
 INSTANCE_CONFIG = APP_DIR / "instance.json"
 """The instance's JSON configuration, written by the operator after create."""
+TEMPLATE_CONFIG = APP_DIR / "template.json"
+"""The whole template configuration (metadata, requirements, hooks, agent configs, custom
+config; not the files), in the seed's TemplateConfig shape, baked in at build."""
+CONFIG_ENV = {
+    "E2B_TEMPLATE_CONFIG": str(TEMPLATE_CONFIG),
+    "E2B_INSTANCE_CONFIG": str(INSTANCE_CONFIG),
+}
+"""Environment variables naming both files, set in every sandbox."""
 MAIN_LOG = APP_DIR / "main.log"
 """stdout and stderr of the main script started in each deployment sandbox."""
 

@@ -88,8 +88,13 @@ def rule_problems(schema: dict[str, Any], value: Any, path: str) -> list[str]:
     expected = _TYPES.get(schema.get("type", ""))
     if value is None or (expected and not isinstance(value, expected)):
         return out
+    missing = [k for k in schema.get("required", []) if isinstance(value, dict) and k not in value]
     for item in schema.get("x-kubernetes-validations", []):
         rule = from_schema(item)
+        # a rule reading a missing required field would only repeat "required field is
+        # missing" (a fresh builder would list the rules of every type)
+        if any(f"self.{key}" in rule.rule for key in missing):
+            continue
         if not rule.holds(value):
             out.append(f"{path}{rule.field_path or ''}: {rule.message}")
     if isinstance(value, dict):

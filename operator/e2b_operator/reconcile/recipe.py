@@ -1,19 +1,20 @@
 """An E2BTemplate spec as an E2B build recipe: base image, ordered steps, start and ready.
 
-Mapping: runtime -> base image; env -> ENV; preInstall -> RUN; systemPackages -> apt;
-pythonPackages -> pip; nodePackages -> npm; files -> COPY into /app; postInstall -> RUN;
-preStart -> start command; cpuCores/memoryMB -> build resources (healthCheck is checked at
-run time, not at build).
+Mapping: runtime -> base image; env (+ E2B_TEMPLATE_CONFIG, E2B_INSTANCE_CONFIG) -> ENV;
+preInstall -> RUN; systemPackages -> apt; pythonPackages -> pip; nodePackages -> npm; files
+and template.json -> COPY into /app; postInstall -> RUN; preStart -> start command;
+cpuCores/memoryMB -> build resources (healthCheck is checked at run time, not at build).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from ..api import E2BTemplateSpec
-from ..api.layout import APP_DIR, file_paths, main_script_path
+from ..api.layout import APP_DIR, CONFIG_ENV, TEMPLATE_CONFIG, file_paths, main_script_path
 from .hashing import stable_hash
 
 StepKind = Literal["env", "run", "apt", "pip", "npm", "files", "workdir"]
@@ -53,6 +54,7 @@ def recipe(spec: E2BTemplateSpec) -> BuildRecipe:
     hooks = spec.hooks
     files = {str(main_script_path(runtime)): spec.files.main_script}
     files.update(file_paths(spec.files.model_dump()))
+    files[str(TEMPLATE_CONFIG)] = json.dumps(template_document(spec), indent=2) + "\n"
     for path in files:
         _check_path(path)
     # /app belongs to the sandbox user (uid 1000 on E2B images), so the operator can write
@@ -61,8 +63,7 @@ def recipe(spec: E2BTemplateSpec) -> BuildRecipe:
         Step("run", (f"mkdir -p {APP_DIR} && chown 1000:1000 {APP_DIR}",)),
         Step("workdir", (str(APP_DIR),)),
     ]
-    if req.env:
-        steps.append(Step("env", env={e.name: e.value for e in req.env}))
+    steps.append(Step("env", env=CONFIG_ENV | {e.name: e.value for e in req.env}))
     if hooks and hooks.pre_install:
         steps.append(Step("run", (hooks.pre_install,)))
     if req.system_packages:
@@ -85,6 +86,18 @@ def recipe(spec: E2BTemplateSpec) -> BuildRecipe:
         cpu_count=req.cpu_cores,
         memory_mb=req.memory_mb,
     )
+
+
+def template_document(spec: E2BTemplateSpec) -> dict[str, Any]:
+    """The template configuration a sandbox reads from /app/template.json: the seed's
+    TemplateConfig shape (template_type, metadata, requirements, hooks, claude_flow,
+    claude_code, trading_agent, custom_config), snake_case, without the files."""
+    data = spec.model_dump(mode="json", exclude={"files"}, exclude_none=True)
+    meta_keys = ("display_name", "description", "version", "author", "tags", "category")
+    metadata = {k: data.pop(k) for k in meta_keys if k in data}
+    if "display_name" in metadata:
+        metadata = {"name": metadata.pop("display_name"), **metadata}
+    return {"template_type": data.pop("type"), "metadata": metadata, **data}
 
 
 def spec_hash(spec: E2BTemplateSpec) -> str:

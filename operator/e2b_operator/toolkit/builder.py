@@ -27,6 +27,8 @@ from e2b_operator.api import (
 from e2b_operator.api.meta import DNS_SUBDOMAIN
 
 from ..api import layout
+from .mainscripts import main_files
+from .models import TemplateConfig
 
 KIND = "E2BTemplate"
 
@@ -100,27 +102,29 @@ class TemplateBuilder:
     def __init__(self) -> None:
         self._spec: dict[str, Any] = {}
 
-    # -- presets ---------------------------------------------------------------------------
+    # -- presets: complete templates running the collection's script for their type ---------
 
     @classmethod
     def create_python_template(cls, name: str, description: str) -> Self:
-        """A Python base template."""
+        """A Python base template (the collection's python_base.py as main script)."""
         return (
             cls()
             .set_type(TemplateType.PYTHON_BASE)
             .set_metadata(name, description)
             .set_hooks(health_check=layout.health_check("python"))
+            .use_collection_script("python_base.py")
         )
 
     @classmethod
     def create_node_template(cls, name: str, description: str) -> Self:
-        """A Node.js 20 base template."""
+        """A Node.js 20 base template (the collection's node_base.js as main script)."""
         return (
             cls()
             .set_type(TemplateType.NODE_BASE)
             .set_metadata(name, description)
             .set_requirements(runtime=api.Runtime.NODE_20)
             .set_hooks(health_check=layout.health_check("node"))
+            .use_collection_script("node_base.js")
         )
 
     @classmethod
@@ -141,6 +145,7 @@ class TemplateBuilder:
                 indicators=["RSI", "MACD", "SMA"],
             )
             .set_hooks(health_check=layout.health_check("python"))
+            .use_collection_script("trading_agent.py")
         )
 
     @classmethod
@@ -157,6 +162,7 @@ class TemplateBuilder:
             )
             .set_claude_flow_config(agent_types=agent_types, max_agents=max(5, len(agent_types)))
             .set_hooks(health_check=layout.health_check("python"))
+            .use_collection_script("claude_flow_swarm.py")
         )
 
     @classmethod
@@ -178,9 +184,10 @@ class TemplateBuilder:
             )
             .set_claude_code_config(
                 sparc_mode=sparc_mode,
-                linters=["syntax", "pyflakes", "mccabe", "security"] if review else [],
+                linters=["pyflakes", "mccabe", "bandit"] if review else [],
             )
             .set_hooks(health_check=layout.health_check("python"))
+            .use_collection_script("claude_code_reviewer.py" if review else "claude_code_sparc.py")
         )
 
     # -- setters ---------------------------------------------------------------------------
@@ -223,6 +230,15 @@ class TemplateBuilder:
     def set_main_script(self, script: str) -> Self:
         """The entry point (/app/main.py or /app/main.js); it gets its JSON config in argv[1]."""
         self._spec.setdefault("files", {})["mainScript"] = script
+        return self
+
+    def use_collection_script(self, filename: str) -> Self:
+        """Make a collection script (e.g. trading_agent.py) the main script, with the helper
+        module it imports."""
+        main, modules = main_files(filename)
+        self.set_main_script(main)
+        for path, content in modules.items():
+            self.add_module(path, content)
         return self
 
     def add_file(self, path: str, content: str, section: str = "data") -> Self:
@@ -274,12 +290,13 @@ class TemplateBuilder:
         """Every problem, one readable line each (the CRD's rules); [] when valid."""
         return api.spec_problems(KIND, self._spec)
 
-    def build(self) -> E2BTemplateSpec:
-        """The typed template spec, or ValueError (api.InvalidObject) listing every problem."""
+    def build(self) -> TemplateConfig:
+        """The template with the seed's attribute names (`to_spec()` for the CRD's spec), or
+        ValueError (api.InvalidObject) listing every problem."""
         found = self.validate()
         if found:
             raise api.InvalidObject("template", found)
-        return E2BTemplateSpec.model_validate(self._spec)
+        return TemplateConfig.from_spec(E2BTemplateSpec.model_validate(self._spec))
 
     def to_manifest(
         self,

@@ -27,20 +27,24 @@ from .cluster import (
     resource_name,
     run_sync,
 )
+from .models import TemplateConfig
 
 PLURAL = "e2btemplates"
 T = TypeVar("T")
-TemplateLike = TemplateBuilder | E2BTemplateSpec | E2BTemplate | Mapping[str, Any]
+TemplateLike = TemplateBuilder | TemplateConfig | E2BTemplateSpec | E2BTemplate | Mapping[str, Any]
 
 
 def template_spec(template: TemplateLike) -> dict[str, Any]:
-    """The wire spec of a builder, typed spec, E2BTemplate, or spec/manifest mapping.
+    """The wire spec of a builder, TemplateConfig (build()'s result), typed spec, E2BTemplate,
+    or spec/manifest mapping.
 
     Raises ValueError (api.InvalidObject) listing every problem, as the apiserver would.
     """
     if isinstance(template, TemplateBuilder):
         template.build()
         return template.draft()
+    if isinstance(template, TemplateConfig):
+        return template.wire()
     if isinstance(template, E2BTemplate):
         return template.spec.wire()
     if isinstance(template, E2BTemplateSpec):

@@ -1,16 +1,33 @@
-"""What the collection's Python main scripts share: config in, one JSON document out, and
-the Claude call of their online paths. Standard library only.
+"""What the collection's Python main scripts share: config in (the template's own section of
+/app/template.json, overridden by the run's JSON input), one JSON document out, and the
+Claude call of their online paths. Standard library only.
 
 It is shipped beside each main script (files.modules["agent_io.py"], so /app/agent_io.py).
 """
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
 
 ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
+TEMPLATE_CONFIG = "/app/template.json"
+LOCAL_BIN = "/app/node_modules/.bin"
+
+
+def template_config() -> dict:
+    """The whole template configuration ($E2B_TEMPLATE_CONFIG, /app/template.json): metadata,
+    requirements, hooks, claude_flow, claude_code, trading_agent, custom_config; {} when absent
+    (a script run outside a sandbox)."""
+    path = os.environ.get("E2B_TEMPLATE_CONFIG", TEMPLATE_CONFIG)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
 
 
 def read_config() -> dict:
@@ -26,11 +43,16 @@ def run_main(
     run: Callable[[dict], dict],
     errors: tuple[type[BaseException], ...] = (),
     succeeded: Callable[[dict], bool] = lambda result: True,
+    section: str | None = None,
 ) -> int:
-    """Run on the config and print the result as JSON. Bad input (ValueError, TypeError)
-    and ``errors`` print {"error": ...}; the exit code is 0 only on success."""
+    """Run on the config and print the result as JSON. The config is the template's
+    ``section`` (e.g. trading_agent) and custom_config, overridden key by key by the input.
+    Bad input (ValueError, TypeError) and ``errors`` print {"error": ...}; the exit code is 0
+    only on success."""
     try:
-        result = run(read_config())
+        template = template_config()
+        defaults = {**(template.get("custom_config") or {}), **(template.get(section) or {})}
+        result = run({**defaults, **read_config()})
     except (ValueError, TypeError, *errors) as exc:
         print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
         return 1
@@ -57,3 +79,18 @@ def call_claude(prompt: str, model: str, max_tokens: int = 2048, timeout: float 
     with urllib.request.urlopen(request, timeout=timeout) as response:
         reply = json.load(response)
     return "".join(part.get("text", "") for part in reply["content"])
+
+
+def claude_code(
+    prompt: str, model: str, cwd: str | None = None, timeout: float = 600
+) -> str | None:
+    """One non-interactive Claude Code run (`claude -p`), the template's installed CLI;
+    None when the CLI is not installed."""
+    cli = shutil.which("claude") or shutil.which("claude", path=LOCAL_BIN)
+    if cli is None:
+        return None
+    cmd = [cli, "-p", prompt, "--model", model, "--output-format", "text"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if proc.returncode != 0:
+        raise OSError(f"claude exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return proc.stdout

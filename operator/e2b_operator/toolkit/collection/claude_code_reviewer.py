@@ -1,29 +1,38 @@
-"""Claude Code reviewer template: review source code with offline linters and score it.
+"""Claude Code reviewer template: review source code with real linters and score it.
 
 Input (JSON, argv[1] or stdin):
   files            {path: content}  or  path: a directory (its *.py, *.js, *.ts, *.sh, ... files)
   max_line_length  default 100
   max_complexity   default 10
   min_score        the review passes at or above this score (default 70)
-  llm              also ask Claude for a review (needs ANTHROPIC_API_KEY; default false)
-Checks: syntax (compile), unused imports and undefined names (ast), McCabe complexity,
-line length, TODO/FIXME, bare except, mutable defaults, and security patterns (eval/exec,
-shell=True, os.system, pickle/yaml loads, hardcoded secrets, private keys).
+  linters          which checks run (default: the template's claude_code.linters, else all):
+                   syntax, pyflakes, mccabe, bandit, style, todo
+  llm              also ask Claude Code for a review (needs ANTHROPIC_API_KEY; default false)
+Checks: syntax (compile); pyflakes (unused imports, undefined names, ...), mccabe
+(complexity) and bandit (security) when installed (the template installs them), otherwise
+built-in ast equivalents, reported as such in "analysers"; style (line length, bare except,
+mutable defaults); todo (TODO/FIXME); hardcoded secrets and private keys (with bandit).
 Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
 import ast
 import builtins
+import importlib.util
 import io
+import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import tokenize
 from collections import Counter
 from pathlib import Path
 
-from agent_io import call_claude, run_main
+from agent_io import call_claude, claude_code, run_main
 
+ALL_LINTERS = ("syntax", "pyflakes", "mccabe", "bandit", "style", "todo")
+BANDIT_SEVERITY = {"HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
 SOURCE_SUFFIXES = (".py", ".js", ".ts", ".sh", ".go", ".rb", ".java", ".yaml", ".yml", ".toml")
 PENALTY = {"error": 10, "warning": 3, "info": 1}
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|api_?key|private_?key)", re.I)
@@ -186,8 +195,8 @@ def security(path: str, tree: ast.AST) -> list[dict]:
     return out
 
 
-def style(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
-    """Complexity, bare except and mutable default arguments."""
+def builtin_mccabe(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
+    """McCabe complexity per function (when the mccabe package is missing)."""
     out = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -195,6 +204,14 @@ def style(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
             if score > max_complexity:
                 msg = f"{node.name} is too complex ({score} > {max_complexity})"
                 out.append(finding(path, node.lineno, "C901", "warning", msg))
+    return out
+
+
+def style(path: str, tree: ast.AST) -> list[dict]:
+    """Bare except and mutable default arguments."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for default in node.args.defaults + node.args.kw_defaults:
                 if isinstance(default, (ast.List, ast.Dict, ast.Set)):
                     msg = f"mutable default argument in {node.name}"
@@ -202,6 +219,75 @@ def style(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
         elif isinstance(node, ast.ExceptHandler) and node.type is None:
             out.append(finding(path, node.lineno, "E722", "warning", "bare except"))
     return out
+
+
+PYFLAKES_CODES = {
+    "UnusedImport": "F401",
+    "ImportStarUsed": "F403",
+    "RedefinedWhileUnused": "F811",
+    "UndefinedName": "F821",
+    "UnusedVariable": "F841",
+}
+
+
+def pyflakes_check(path: str, tree: ast.AST) -> list[dict]:
+    """The pyflakes package's messages."""
+    from pyflakes.checker import Checker
+
+    out = []
+    for m in Checker(tree, filename=path).messages:
+        kind = type(m).__name__
+        severity = "error" if kind.startswith("Undefined") else "warning"
+        code = PYFLAKES_CODES.get(kind, "F")
+        out.append(finding(path, m.lineno, code, severity, m.message % m.message_args))
+    return out
+
+
+def mccabe_check(path: str, tree: ast.AST, max_complexity: int) -> list[dict]:
+    """The mccabe package's complexity per function."""
+    import mccabe
+
+    visitor = mccabe.PathGraphingAstVisitor()
+    visitor.preorder(tree, visitor)
+    out = []
+    for graph in visitor.graphs.values():
+        score = graph.complexity()
+        if score > max_complexity:
+            msg = f"{graph.entity} is too complex ({score} > {max_complexity})"
+            out.append(finding(path, graph.lineno, "C901", "warning", msg))
+    return out
+
+
+def bandit_check(files: dict[str, str]) -> list[dict]:
+    """bandit (the real CLI) over the Python files, in a temporary directory."""
+    with tempfile.TemporaryDirectory() as root:
+        for rel, source in files.items():
+            target = Path(root, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source)
+        cmd = [sys.executable, "-m", "bandit", "-q", "-f", "json", "-r", root]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        report = json.loads(proc.stdout or "{}")
+        if "results" not in report:
+            raise OSError(f"bandit failed: {proc.stderr.strip()[-300:]}")
+        return [
+            finding(
+                str(Path(r["filename"]).relative_to(root)),
+                r["line_number"],
+                r["test_id"],
+                BANDIT_SEVERITY.get(r["issue_severity"], "warning"),
+                r["issue_text"],
+            )
+            for r in report["results"]
+        ]
+
+
+def analysers() -> dict[str, str]:
+    """Which implementation runs each analyser: the real package, or the built-in fallback."""
+    return {
+        name: name if importlib.util.find_spec(name) else "builtin (not installed)"
+        for name in ("pyflakes", "mccabe", "bandit")
+    }
 
 
 def names(path: str, tree: ast.AST) -> list[dict]:
@@ -232,17 +318,17 @@ def comments(source: str) -> list[tuple[int, str]]:
         return []
 
 
-def text_checks(path: str, source: str, max_len: int) -> list[dict]:
-    """Line length, TODO markers and secret patterns (any language)."""
+def text_checks(path: str, source: str, max_len: int, linters: list[str]) -> list[dict]:
+    """TODO markers (todo), line length (style) and secret patterns (any language)."""
     out = []
     is_python = path.endswith(".py")
     todo_lines = comments(source) if is_python else list(enumerate(source.splitlines(), 1))
-    for line, text in todo_lines:
+    for line, text in todo_lines if "todo" in linters else []:
         if match := TODO.search(text):
             msg = f"{match.group(1)} left in code: {text.strip()[:80]}"
             out.append(finding(path, line, "T101", "info", msg))
     for number, text in enumerate(source.splitlines(), 1):
-        if len(text) > max_len:
+        if "style" in linters and len(text) > max_len:
             msg = f"line too long ({len(text)} > {max_len})"
             out.append(finding(path, number, "E501", "info", msg))
         for code, pattern, what in SECRET_TEXT:
@@ -251,15 +337,27 @@ def text_checks(path: str, source: str, max_len: int) -> list[dict]:
     return out
 
 
-def review_file(path: str, source: str, config: dict) -> list[dict]:
-    out = text_checks(path, source, config["max_line_length"])
+def review_file(path: str, source: str, config: dict, real: dict[str, bool]) -> list[dict]:
+    linters = config["linters"]
+    out = text_checks(path, source, config["max_line_length"], linters)
     if not path.endswith(".py"):
         return out
     try:
         tree = ast.parse(compile(source, path, "exec", ast.PyCF_ONLY_AST))
     except SyntaxError as exc:
-        return [*out, finding(path, exc.lineno or 1, "E999", "error", f"syntax error: {exc.msg}")]
-    out += names(path, tree) + style(path, tree, config["max_complexity"]) + security(path, tree)
+        if "syntax" in linters:
+            msg = f"syntax error: {exc.msg}"
+            out.append(finding(path, exc.lineno or 1, "E999", "error", msg))
+        return out
+    if "pyflakes" in linters:
+        out += pyflakes_check(path, tree) if real["pyflakes"] else names(path, tree)
+    if "mccabe" in linters:
+        check = mccabe_check if real["mccabe"] else builtin_mccabe
+        out += check(path, tree, config["max_complexity"])
+    if "bandit" in linters and not real["bandit"]:
+        out += security(path, tree)
+    if "style" in linters:
+        out += style(path, tree)
     return out
 
 
@@ -281,10 +379,12 @@ def load_files(config: dict) -> dict[str, str]:
     raise ValueError("give files ({path: content}) or path (a directory) to review")
 
 
-def llm_review(files: dict[str, str], model: str) -> str:
-    """A free-text review by Claude (online path)."""
+def llm_review(files: dict[str, str], config: dict) -> str:
+    """A free-text review by Claude Code (its CLI when installed, else the Messages API)."""
+    model = config.get("model") or os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-5")
     listing = "\n\n".join(f"### {p}\n```\n{c}\n```" for p, c in sorted(files.items()))
-    return call_claude(f"Review this code concisely:\n\n{listing}", model)
+    prompt = f"Review this code concisely:\n\n{listing}"
+    return claude_code(prompt, model) or call_claude(prompt, model)
 
 
 def score_of(findings: list[dict]) -> int:
@@ -293,23 +393,32 @@ def score_of(findings: list[dict]) -> int:
 
 def run(config: dict) -> dict:
     files = load_files(config)
+    linters = config.get("linters") or list(ALL_LINTERS)
+    unknown = sorted(set(linters) - set(ALL_LINTERS))
+    if unknown:
+        raise ValueError(f"unknown linters {unknown}: use {', '.join(ALL_LINTERS)}")
     settings = {
         "max_line_length": int(config.get("max_line_length", 100)),
         "max_complexity": int(config.get("max_complexity", 10)),
+        "linters": linters,
     }
     min_score = int(config.get("min_score", 70))
-    per_file, findings = {}, []
+    used = analysers()
+    real = {name: used[name] == name for name in used}
+    findings = [f for path in sorted(files) for f in review_file(path, files[path], settings, real)]
+    if "bandit" in linters and real["bandit"]:
+        findings += bandit_check({p: c for p, c in files.items() if p.endswith(".py")})
+    findings.sort(key=lambda f: (f["file"], f["line"], f["code"]))
+    per_file = {}
     for path in sorted(files):
-        found = sorted(
-            review_file(path, files[path], settings), key=lambda f: (f["line"], f["code"])
-        )
-        findings += found
+        found = [f for f in findings if f["file"] == path]
         per_file[path] = {"findings": len(found), "score": score_of(found)}
     score = score_of(findings)
     result = {
         "template": "claude_code_reviewer",
         "files_reviewed": len(files),
-        "linters": ["syntax", "pyflakes", "mccabe", "pycodestyle", "bugbear", "security", "todo"],
+        "linters": linters,
+        "analysers": {k: v for k, v in used.items() if k in linters},
         "settings": {**settings, "min_score": min_score},
         "score": score,
         "passed": score >= min_score,
@@ -321,10 +430,9 @@ def run(config: dict) -> dict:
         "findings": findings,
     }
     if config.get("llm") and os.environ.get("ANTHROPIC_API_KEY"):
-        model = config.get("model", os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-5"))
-        result["llm_review"] = llm_review(files, model)
+        result["llm_review"] = llm_review(files, config)
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(run, (OSError,)))
+    sys.exit(run_main(run, (OSError,), section="claude_code"))

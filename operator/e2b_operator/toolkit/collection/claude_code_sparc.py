@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent_io import call_claude, run_main
+from agent_io import call_claude, claude_code, run_main
 
 PHASES = ("specification", "pseudocode", "architecture", "refinement", "completion")
 
@@ -286,23 +286,28 @@ def code_block(text: str, name: str) -> str:
     return match.group(1)
 
 
+def ask_claude(prompt: str, model: str, max_tokens: int = 2048) -> str:
+    """Claude Code's CLI (installed by the template) or, without it, the Messages API."""
+    return claude_code(prompt, model) or call_claude(prompt, model, max_tokens)
+
+
 def llm(task: str, model: str) -> dict:
     """All five phases through the Anthropic Messages API; the tests it writes are run."""
     notes: dict = {}
     for phase in PHASES[:3]:
         context = "\n\n".join(f"{k}:\n{v}" for k, v in notes.items())
-        notes[phase] = call_claude(f"SPARC {phase} for the task: {task}\n\n{context}", model)
+        notes[phase] = ask_claude(f"SPARC {phase} for the task: {task}\n\n{context}", model)
     ask = (
         f"Task: {task}\n\n{notes['architecture']}\n\nWrite the implementation and unittest "
         "tests as two blocks: ```python\n# solution.py\n...``` and "
         "```python\n# test_solution.py\n...```"
     )
-    answer = call_claude(ask, model, 4096)
+    answer = ask_claude(ask, model, 4096)
     code, tests = code_block(answer, "solution.py"), code_block(answer, "test_solution.py")
     outcome = run_tests(code, tests)
     iterations = [{"iteration": 1, "change": "model draft", **outcome}]
     if outcome["exit_code"]:
-        answer = call_claude(
+        answer = ask_claude(
             f"{ask}\n\nYour previous answer failed {outcome['failed']}:\n{answer}", model, 4096
         )
         code, tests = code_block(answer, "solution.py"), code_block(answer, "test_solution.py")
@@ -334,7 +339,12 @@ def run(config: dict) -> dict:
         phases = dry_run(task, kind)
     else:
         raise ValueError("mode must be dry_run or llm")
-    return {"template": "claude_code_sparc", "mode": mode, "phases": list(PHASES), **phases}
+    wanted = config.get("phases") or list(PHASES)
+    unknown = sorted(set(wanted) - set(PHASES))
+    if unknown:
+        raise ValueError(f"unknown phases {unknown}: use {', '.join(PHASES)}")
+    shown = {k: v for k, v in phases.items() if k in wanted or k == "completion"}
+    return {"template": "claude_code_sparc", "mode": mode, "phases": wanted, **shown}
 
 
 def completed(result: dict) -> bool:
@@ -346,6 +356,7 @@ if __name__ == "__main__":
         run_main(
             run,
             (OSError, subprocess.SubprocessError),
-            succeeded=lambda result: result["completion"]["status"] == "complete",
+            succeeded=completed,
+            section="claude_code",
         )
     )

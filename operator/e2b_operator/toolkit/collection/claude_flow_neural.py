@@ -152,4 +152,4 @@ def run(config: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(run))
+    sys.exit(run_main(run, section="claude_flow"))

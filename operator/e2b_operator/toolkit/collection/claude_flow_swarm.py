@@ -243,4 +243,4 @@ def run(config: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(run, (OSError, KeyError)))
+    sys.exit(run_main(run, (OSError, KeyError), section="claude_flow"))

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Node.js base template: echo a message and/or compute statistics over a data list.
-// Input (JSON, argv[2] or stdin): {"message": string, "data": [number, ...]}.
+// Input (JSON, argv[2] or stdin; defaults from the template's custom_config in
+// $E2B_TEMPLATE_CONFIG, /app/template.json): {"message": string, "data": [number, ...]}.
+// Reports the versions of the common packages the template installs (lodash, axios, ...).
 // Output: one JSON document; errors print {"error": ...} and exit 1.
 'use strict';
 
@@ -16,6 +18,26 @@ function readConfig() {
     throw new TypeError('config must be a JSON object');
   }
   return config;
+}
+
+const COMMON = ['lodash', 'axios', 'dayjs', 'zod'];
+
+function templateDefaults() {
+  const path = process.env.E2B_TEMPLATE_CONFIG || '/app/template.json';
+  if (!fs.existsSync(path)) return {};
+  return JSON.parse(fs.readFileSync(path, 'utf8')).custom_config || {};
+}
+
+function packageVersions() {
+  const out = {};
+  for (const name of COMMON) {
+    try {
+      out[name] = require(`${name}/package.json`).version;
+    } catch (err) {
+      if (err.code !== 'MODULE_NOT_FOUND' && err.code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw err;
+    }
+  }
+  return out;
 }
 
 function describe(data) {
@@ -47,6 +69,7 @@ function run(config) {
     status: 'ok',
     runtime: `node ${process.versions.node}`,
     received: Object.keys(config).sort(),
+    packages: packageVersions(),
   };
   if ('message' in config) {
     const message = String(config.message);
@@ -60,7 +83,7 @@ function run(config) {
 
 function main() {
   try {
-    process.stdout.write(JSON.stringify(run(readConfig())) + '\n');
+    process.stdout.write(JSON.stringify(run({ ...templateDefaults(), ...readConfig() })) + '\n');
     return 0;
   } catch (err) {
     process.stdout.write(JSON.stringify({ error: err.message, type: err.name }) + '\n');

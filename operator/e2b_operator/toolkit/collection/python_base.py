@@ -1,6 +1,8 @@
 """Python base template: echo a message and/or compute statistics over a data list.
 
-Input (JSON, argv[1] or stdin): {"message": str, "data": [number, ...]}.
+Input (JSON, argv[1] or stdin; defaults from the template's custom_config):
+{"message": str, "data": [number, ...]}. With pandas installed (the collection's template
+installs numpy and pandas) the data is also described by pandas.
 Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
@@ -10,6 +12,11 @@ import statistics
 import sys
 
 from agent_io import run_main
+
+try:
+    import pandas
+except ImportError:  # a bare Python template: the standard library statistics only
+    pandas = None
 
 
 def describe(data: list) -> dict:
@@ -48,6 +55,9 @@ def run(config: dict) -> dict:
         if not isinstance(config["data"], list):
             raise ValueError("data must be a list of numbers")
         result["stats"] = describe(config["data"])
+        if pandas is not None and config["data"]:
+            summary = pandas.Series(config["data"], dtype="float64").describe()
+            result["pandas"] = {"version": pandas.__version__, "describe": summary.to_dict()}
     return result
 
 

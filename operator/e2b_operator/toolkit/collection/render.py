@@ -15,7 +15,7 @@ def render() -> dict[str, str]:
     out = {}
     for name, factory in TEMPLATES.items():
         builder = factory()
-        category = builder.build().category
+        category = builder.build().metadata.category
         labels = PART_OF | ({"e2b.dev/category": category} if category else {})
         out[f"{name}.yaml"] = HEADER + builder.to_yaml(name, labels=labels)
     kustomization = {

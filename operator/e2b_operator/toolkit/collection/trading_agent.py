@@ -1,9 +1,12 @@
 """Trading agent template: RSI/MACD/SMA indicators, signals with risk params, backtests.
 
 Input (JSON, argv[1] or stdin), all optional:
+  (defaults: the template's trading_agent section in /app/template.json)
   symbols            ["AAPL", ...]
   strategy_type      "momentum" | "rsi" | "mean_reversion"
-  dataSource         "synthetic" (default, offline, seeded) | "yahoo" (online) | "provided"
+  dataSource         "synthetic" (offline, seeded) | "yahoo" (online; synthetic when
+                     unreachable) | "provided"; default: the first of data_sources
+  indicators         which of RSI, MACD, SMA to report (default all)
   prices             {symbol: [close, ...]} or {symbol: [{open,high,low,close,volume}, ...]}
   bars, seed         length and seed of the synthetic series
   risk_params        {"max_position_size": 0.1, "stop_loss": 0.02, "take_profit": 0.04}
@@ -23,6 +26,7 @@ from agent_io import run_main
 
 STRATEGIES = ("momentum", "rsi", "mean_reversion")
 DEFAULT_RISK = {"max_position_size": 0.1, "stop_loss": 0.02, "take_profit": 0.04}
+ALIASES = {"yfinance": "yahoo"}
 YAHOO_CHART = "https://query1.finance.yahoo.com/v8/finance/chart/{symbol}?{query}"
 
 
@@ -264,18 +268,26 @@ def analyse(symbol: str, bars: list[dict], config: dict, risk: dict) -> dict:
         },
         "signals": [with_risk(signal, closes[-1], capital, risk)] if signal else [],
     }
+    wanted = config.get("indicators")
+    if wanted:
+        result["indicators"] = {k: v for k, v in result["indicators"].items() if k in wanted}
     if config["backtest"]:
         result["backtest"] = backtest(strategy, bars, ind, capital, risk)
     return result
 
 
-def load_bars(symbol: str, config: dict) -> list[dict]:
+def load_bars(symbol: str, config: dict) -> tuple[list[dict], str]:
+    """The symbol's bars and where they came from; Yahoo unreachable (offline) falls back
+    to the synthetic series, and says so."""
     source = config["dataSource"]
-    if source == "synthetic":
-        return synthetic_bars(symbol, config["bars"], config["seed"])
     if source == "provided":
-        return provided_bars(symbol, config["prices"].get(symbol))
-    return yahoo_bars(symbol, config.get("period", "6mo"))
+        return provided_bars(symbol, config["prices"].get(symbol)), source
+    if source == "yahoo":
+        try:
+            return yahoo_bars(symbol, config.get("period", "6mo")), source
+        except OSError as exc:
+            source = f"synthetic (yahoo unreachable: {exc})"
+    return synthetic_bars(symbol, config["bars"], config["seed"]), source
 
 
 def normalise(config: dict) -> dict:
@@ -286,7 +298,11 @@ def normalise(config: dict) -> dict:
         out["strategy"] = "rsi"
     if out["strategy"] not in STRATEGIES:
         raise ValueError(f"strategy_type must be one of {', '.join(STRATEGIES)}")
-    out["dataSource"] = config.get("dataSource", "provided" if "prices" in config else "synthetic")
+    sources = [ALIASES.get(s, s) for s in config.get("data_sources", [])]
+    default_source = next((s for s in sources if s in ("synthetic", "yahoo")), "synthetic")
+    out["dataSource"] = config.get(
+        "dataSource", "provided" if "prices" in config else default_source
+    )
     if out["dataSource"] not in ("synthetic", "provided", "yahoo"):
         raise ValueError("dataSource must be synthetic, provided or yahoo")
     if out["dataSource"] == "provided" and not isinstance(config.get("prices"), dict):
@@ -318,7 +334,8 @@ def run(config: dict) -> dict:
     results = {}
     for symbol in cfg["symbols"]:
         try:
-            results[symbol] = analyse(symbol, load_bars(symbol, cfg), cfg, cfg["risk"])
+            bars, source = load_bars(symbol, cfg)
+            results[symbol] = {"data_source": source, **analyse(symbol, bars, cfg, cfg["risk"])}
         except (OSError, KeyError, IndexError, ValueError, TypeError) as exc:
             results[symbol] = {"error": str(exc)}
     ok = [r for r in results.values() if "error" not in r]
@@ -346,4 +363,4 @@ def run(config: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(run, succeeded=lambda result: "error" not in result))
+    sys.exit(run_main(run, succeeded=lambda result: "error" not in result, section="trading_agent"))
