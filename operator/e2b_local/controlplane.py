@@ -188,6 +188,7 @@ class ControlPlane:
             Route("/sandboxes/{sid}/timeout", self.set_timeout, methods=["POST"]),
             Route("/sandboxes/{sid}/refreshes", self.refresh, methods=["POST"]),
             Route("/sandboxes/{sid}/pause", self.pause, methods=["POST"]),
+            Route("/sandboxes/{sid}/metrics", self.metrics, methods=["GET"]),
             Route("/v2/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
             Route("/sandboxes/{sid}/connect", self.connect, methods=["POST"]),
             Route("/sandboxes/{sid}/resume", self.resume, methods=["POST"]),
@@ -302,6 +303,15 @@ class ControlPlane:
         duration = _timeout(body.get("duration"), DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
         self.rt.set_timeout(sbx.sandbox_id, duration)
         return Response(status_code=204)
+
+    async def metrics(self, request: Request) -> Response:
+        sbx = self.rt.get(request.path_params["sid"])
+        q = request.query_params
+        try:
+            start, end = (int(q[k]) if q.get(k) else None for k in ("start", "end"))
+        except ValueError as e:
+            raise ApiError(400, "start and end must be Unix seconds") from e
+        return JSONResponse(sbx.metrics.between(start, end))
 
     async def pause(self, request: Request) -> Response:
         await self.rt.pause(request.path_params["sid"])

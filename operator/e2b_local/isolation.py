@@ -310,6 +310,18 @@ class Cgroups:
 
     def __init__(self, host: Host, sandbox_id: str) -> None:
         self.paths = {ctl: host.cgroup(ctl, sandbox_id) for ctl in CGROUP_CONTROLLERS}
+        self.cpuacct = host.cgroup("cpuacct", sandbox_id)
+
+    def usage(self) -> tuple[int, int, int, int]:
+        """CPU time (ns), memory used without page cache, page cache and the memory limit
+        (bytes); OSError once the groups are gone."""
+        cpu = int((self.cpuacct / "cpuacct.usage").read_text())
+        mem = self.paths["memory"]
+        used = int((mem / "memory.usage_in_bytes").read_text())
+        limit = int((mem / "memory.limit_in_bytes").read_text())
+        stat = dict(line.split() for line in (mem / "memory.stat").read_text().splitlines())
+        cache = int(stat.get("total_cache", stat.get("cache", "0")))
+        return cpu, max(0, used - cache), cache, limit
 
     def pids(self) -> set[int]:
         out: set[int] = set()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import isolation
 from .builds import BuildError, TemplateRecord, TemplateStore
+from .metrics import SAMPLE_S, Metrics
 from .sandbox import SandboxError, SandboxRuntime
 
 log = logging.getLogger("e2b_local.runtime")
@@ -51,6 +52,7 @@ class SandboxRecord:
     auto_resume: bool
     timeout_s: int
     runtime: SandboxRuntime
+    metrics: Metrics
     state: str = "running"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -74,16 +76,19 @@ class Runtime:
         self.idempotency: dict[str, str] = {}
         self._starting = 0
         self._reaper: asyncio.Task | None = None
+        self._sampler: asyncio.Task | None = None
         self._destroying: set[asyncio.Task] = set()
 
     async def startup(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.host.startup)
         self.templates.attach()
         self._reaper = asyncio.get_running_loop().create_task(self._expire_loop())
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_loop())
 
     async def shutdown(self) -> None:
-        if self._reaper:
-            self._reaper.cancel()
+        for task in (self._reaper, self._sampler):
+            if task:
+                task.cancel()
         await self.templates.shutdown()
         await asyncio.gather(
             *(self._destroy(s) for s in list(self.sandboxes.values())),
@@ -189,6 +194,7 @@ class Runtime:
             auto_resume=auto_resume,
             timeout_s=timeout,
             runtime=runtime,
+            metrics=Metrics(runtime.cgroups, runtime.upper, template.cpu_count),
         )
         self.sandboxes[sandbox_id] = sbx
         template.spawn_count += 1
@@ -274,6 +280,17 @@ class Runtime:
             if resumed or new_end > sbx.end_at:
                 sbx.end_at = new_end
         return sbx, resumed
+
+    async def _sample_loop(self) -> None:
+        """Every SAMPLE_S, one metrics sample of each running sandbox (paused ones have none)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SAMPLE_S)
+            running = [s for s in self.sandboxes.values() if s.state == "running"]
+            await asyncio.gather(
+                *(loop.run_in_executor(None, s.metrics.sample) for s in running),
+                return_exceptions=True,
+            )
 
     async def _expire_loop(self) -> None:
         while True:
