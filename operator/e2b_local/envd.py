@@ -14,6 +14,7 @@ import errno
 import grp
 import os
 import posixpath
+import secrets
 import signal
 import stat as st
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from . import sbxfs
 from .idmap import ID_BASE, ID_COUNT
 from .runtime import Runtime, SandboxRecord
 from .sandbox import Proc, SandboxError, User
+from .watch import Watcher
 
 KEEPALIVE_S = 50.0
 
@@ -384,17 +386,62 @@ class FilesystemService(EnvdBase):
         except OSError as e:
             raise _fs_error(e, src) from e
 
-    def watch_dir(self, request: Any, ctx: RequestContext) -> AsyncIterator[Any]:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching is not supported by e2b-local")
+    def _watch(self, sbx: SandboxRecord, ctx: RequestContext, path: str, rec: bool) -> Watcher:
+        user = self.user(sbx, ctx)
+        path = sbxfs.resolve(path, user)
+        try:
+            return Watcher(sbx.runtime, path, user, rec)
+        except OSError as e:
+            raise _fs_error(e, path) from e
 
-    async def create_watcher(self, request: Any, ctx: RequestContext) -> Any:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching is not supported by e2b-local")
+    async def watch_dir(
+        self, request: fpb.WatchDirRequest, ctx: RequestContext
+    ) -> AsyncIterator[fpb.WatchDirResponse]:
+        sbx = self.sandbox(ctx)
+        w = self._watch(sbx, ctx, request.path, request.recursive)
+        key = secrets.token_hex(8)
+        sbx.runtime.watchers[key] = w
+        try:
+            yield fpb.WatchDirResponse(event=Oneof("start", fpb.WatchDirResponse.StartEvent()))
+            while w.fd >= 0:
+                try:
+                    ev = await asyncio.wait_for(w.events.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    keep = fpb.WatchDirResponse.KeepAlive()
+                    yield fpb.WatchDirResponse(event=Oneof("keepalive", keep))
+                    continue
+                yield fpb.WatchDirResponse(event=Oneof("filesystem", ev))
+        finally:
+            w.close()
+            sbx.runtime.watchers.pop(key, None)
 
-    async def get_watcher_events(self, request: Any, ctx: RequestContext) -> Any:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching is not supported by e2b-local")
+    async def create_watcher(
+        self, request: fpb.CreateWatcherRequest, ctx: RequestContext
+    ) -> fpb.CreateWatcherResponse:
+        sbx = self.sandbox(ctx)
+        key = secrets.token_hex(8)
+        sbx.runtime.watchers[key] = self._watch(sbx, ctx, request.path, request.recursive)
+        return fpb.CreateWatcherResponse(watcher_id=key)
 
-    async def remove_watcher(self, request: Any, ctx: RequestContext) -> Any:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching is not supported by e2b-local")
+    def _watcher(self, sbx: SandboxRecord, key: str) -> Watcher:
+        w = sbx.runtime.watchers.get(key)
+        if not isinstance(w, Watcher):
+            raise ConnectError(Code.NOT_FOUND, f"watcher '{key}' not found")
+        return w
+
+    async def get_watcher_events(
+        self, request: fpb.GetWatcherEventsRequest, ctx: RequestContext
+    ) -> fpb.GetWatcherEventsResponse:
+        sbx = self.sandbox(ctx)
+        return fpb.GetWatcherEventsResponse(events=self._watcher(sbx, request.watcher_id).drain())
+
+    async def remove_watcher(
+        self, request: fpb.RemoveWatcherRequest, ctx: RequestContext
+    ) -> fpb.RemoveWatcherResponse:
+        sbx = self.sandbox(ctx)
+        self._watcher(sbx, request.watcher_id).close()
+        sbx.runtime.watchers.pop(request.watcher_id, None)
+        return fpb.RemoveWatcherResponse()
 
 
 class EnvdHttp:

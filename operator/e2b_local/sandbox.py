@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from . import oci
 from .idmap import ID_BASE
@@ -29,6 +30,10 @@ CRUN = shutil.which("crun") or "/usr/bin/crun"
 DEFAULT_PATH = oci.DEFAULT_PATH
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class SandboxError(Exception):
@@ -91,6 +96,7 @@ class SandboxRuntime:
         self.root_fd: int | None = None
         self.lease: Lease | None = None
         self.procs: dict[int, Proc] = {}
+        self.watchers: dict[str, Closable] = {}  # directory watchers, closed with the sandbox
         self._users: dict[str, User] = {}
         self._created = False
 
@@ -361,6 +367,9 @@ class SandboxRuntime:
         if self.root_fd is not None:
             os.close(self.root_fd)
             self.root_fd = None
+        for w in self.watchers.values():
+            w.close()
+        self.watchers.clear()
         for proc in list(self.procs.values()):
             if not proc.done.is_set():
                 proc.exit_code = -9

@@ -189,9 +189,14 @@ def readlink(sbx: SandboxRuntime, path: str, user: User) -> str:
         return os.readlink(parent.name, dir_fd=parent.fd)
 
 
-def listdir(sbx: SandboxRuntime, path: str, user: User) -> list[str]:
+def open_dir(sbx: SandboxRuntime, path: str, user: User) -> int:
+    """A directory fd of `path`, opened with the user's permissions."""
     with as_user(user):
-        fd = open_in(_root(sbx), path, os.O_RDONLY | os.O_DIRECTORY)
+        return open_in(_root(sbx), path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def listdir(sbx: SandboxRuntime, path: str, user: User) -> list[str]:
+    fd = open_dir(sbx, path, user)
     try:
         return sorted(os.listdir(fd))
     finally:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from e2b import Sandbox
+import pytest
+from e2b import AsyncSandbox, Sandbox
+from e2b.exceptions import NotFoundException, SandboxException
 
 from .conftest import LocalServer
 
@@ -40,3 +43,68 @@ def test_metrics_move_under_load(local: LocalServer) -> None:
         )
     finally:
         sbx.kill()
+
+
+def _events_until(handle, want: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + 10
+    while not want <= seen and time.monotonic() < deadline:
+        seen |= {(e.name, e.type.value) for e in handle.get_new_events()}
+        time.sleep(0.05)
+    return seen
+
+
+def test_watch_dir_sees_writes_recursively_and_stops(local: LocalServer) -> None:
+    sbx = Sandbox.create(**local.kw)
+    try:
+        sbx.files.make_dir("/home/user/w/sub")
+        flat = sbx.files.watch_dir("/home/user/w")
+        deep = sbx.files.watch_dir("/home/user/w", recursive=True)
+        sbx.files.write("/home/user/w/a.txt", "x")
+        sbx.commands.run(
+            "cd /home/user/w && echo y >> a.txt && mv a.txt b.txt && chmod 600 b.txt"
+            " && echo z > sub/c.txt && mkdir new && echo n > new/d.txt && rm b.txt"
+        )
+        want = {
+            ("a.txt", "create"),
+            ("a.txt", "write"),
+            ("a.txt", "rename"),
+            ("b.txt", "create"),
+            ("b.txt", "chmod"),
+            ("b.txt", "remove"),
+        }
+        assert want <= _events_until(flat, want)
+        deep_want = {("sub/c.txt", "create"), ("new", "create"), ("new/d.txt", "write")}
+        assert deep_want <= _events_until(deep, deep_want)
+        flat.stop()
+        with pytest.raises(SandboxException):
+            flat.get_new_events()
+        with pytest.raises(NotFoundException):
+            sbx.files.watch_dir("/home/user/missing")
+        # The watched path is resolved inside the sandbox: a symlink out of it stays inside.
+        sbx.commands.run("ln -s / /home/user/w/root")
+        escape = sbx.files.watch_dir("/home/user/w/root/tmp")
+        sbx.commands.run("touch /tmp/inside")
+        assert ("inside", "create") in _events_until(escape, {("inside", "create")})
+    finally:
+        sbx.kill()
+
+
+async def test_async_watch_dir_streams_events(local: LocalServer) -> None:
+    sbx = await AsyncSandbox.create(**local.kw)
+    try:
+        got: list[tuple[str, str]] = []
+        seen = asyncio.Event()
+
+        def on_event(e) -> None:
+            got.append((e.name, e.type.value))
+            if e.name == "f.txt":
+                seen.set()
+
+        handle = await sbx.files.watch_dir("/tmp", on_event=on_event)
+        await sbx.files.write("/tmp/f.txt", "hello")
+        await asyncio.wait_for(seen.wait(), 10)
+        assert ("f.txt", "create") in got
+        await handle.stop()
+    finally:
+        await sbx.kill()
