@@ -49,9 +49,10 @@ crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models
 manifests: $(STAMP) ## Generate manifests/templates/ (the seed's template collection) from the toolkit
 	$(BIN)/python -m e2b_operator.toolkit.collection manifests/templates
 
-lint: $(STAMP) ## Lint with ruff
+lint: $(STAMP) ## Lint with ruff and type-check with mypy (pydantic plugin)
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/mypy
 
 bench-local: $(STAMP) system-deps ## Benchmark e2b-local (create, run, files, kill, 50 concurrent)
 	$(BIN)/python bench/bench_local.py

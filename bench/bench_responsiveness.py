@@ -79,7 +79,7 @@ async def slow_app(
 
 
 def _sandbox_ids(obj: Obj) -> set[str]:
-    return {s["sandboxId"] for s in (obj.get("status") or {}).get("sandboxes") or []}
+    return {s["sandboxID"] for s in (obj.get("status") or {}).get("sandboxes") or []}
 
 
 async def killed_sandbox(

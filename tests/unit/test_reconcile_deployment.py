@@ -8,7 +8,13 @@ import pytest
 
 from e2b_operator.api import E2BDeploymentSpec
 from e2b_operator.reconcile.backoff import backoff, reported
-from e2b_operator.reconcile.deployment import Observation, TemplateView, decide
+from e2b_operator.reconcile.deployment import (
+    Memory,
+    Observation,
+    TemplateView,
+    after_create,
+    decide,
+)
 from e2b_operator.reconcile.health import Health
 from e2b_operator.reconcile.observed import ObservedSandbox, Problem
 
@@ -194,17 +200,23 @@ def test_transition_time_moves_only_when_status_flips() -> None:
 def test_rollout_without_progress_past_the_deadline_stalls() -> None:
     sp = spec(replicas=2, progressDeadlineSeconds=60)
     boxes = [sbx("a", 0), sbx("b", 1)]
-    recent = decide(observe(sp, boxes, healthy=["a"], progress_since=NOW - timedelta(seconds=30)))
+    first = decide(observe(sp, boxes, healthy=["a"], now=NOW - timedelta(seconds=90)))
+    assert first.memory.progress_key == (3, 1, 1)
+    assert first.memory.progress_at == NOW - timedelta(seconds=90)
+    recent = decide(
+        observe(sp, boxes, healthy=["a"], now=NOW - timedelta(seconds=30)), first.memory
+    )
+    assert recent.memory.progress_at == first.memory.progress_at  # no progress since
     assert conditions(recent)["Stalled"][0] == "False"
     assert conditions(recent)["Reconciling"] == ("True", "RolloutInProgress")
-    late = decide(observe(sp, boxes, healthy=["a"], progress_since=NOW - timedelta(seconds=90)))
+    late = decide(observe(sp, boxes, healthy=["a"]), recent.memory)
     assert conditions(late)["Stalled"] == ("True", "ProgressDeadlineExceeded")
     assert conditions(late)["Reconciling"][0] == "False"  # kstatus: Failed, not InProgress
     assert late.status.updated_ready_replicas == 1
-    converged = decide(
-        observe(sp, boxes, healthy=["a", "b"], progress_since=NOW - timedelta(seconds=90))
-    )
+    assert [e.reason for e in late.events] == ["ProgressDeadlineExceeded"]
+    converged = decide(observe(sp, boxes, healthy=["a", "b"]), late.memory)
     assert conditions(converged)["Ready"] == ("True", "SandboxesReady")
+    assert converged.memory.progress_at == NOW
 
 
 def test_one_transient_blip_is_retried_before_it_shows() -> None:
@@ -220,7 +232,7 @@ def test_startup_checks_come_fast_then_at_the_interval() -> None:
     for _ in range(8):
         h = h.record(False, "not yet", NOW)
         periods.append(h.period(30))
-    assert periods == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert periods == [0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     assert h.record(True, "", NOW).period(30) == 30
     assert Health().due(NOW, 30) and not h.due(NOW, 30)
 
@@ -251,3 +263,38 @@ def test_a_sandbox_that_never_passes_is_replaced_after_the_startup_timeout() -> 
     young = sbx("b", 0)  # one minute old, under the default 120 s
     plan = decide(observe(spec(replicas=1), [young], health={"b": Health()}))
     assert plan.delete == []
+
+
+def test_the_reducer_carries_its_memory_and_says_when_to_come_back() -> None:
+    sp = spec(replicas=2)
+    boxes = [sbx("a", 0), sbx("b", 1)]
+    start = decide(observe(sp))
+    assert start.create == [0, 1] and start.wait == 0.0 and start.memory.replicas == 2
+    settled = decide(observe(sp, boxes, healthy=["a", "b"]), start.memory)
+    assert settled.idle and settled.events == []
+    assert settled.wait == 30.0  # the health interval: nothing else is due
+    scaled = decide(observe(spec(replicas=3), boxes, healthy=["a", "b"]), settled.memory)
+    assert [(e.type, e.reason) for e in scaled.events] == [("Normal", "Scaled")]
+    assert scaled.create == [2]
+
+
+def test_a_first_transient_e2b_failure_is_retried_quietly_then_reported() -> None:
+    blip = Problem("ServiceUnavailable", "E2B answered 503", stalled=False)
+    quiet = decide(observe(spec(replicas=1), backend_error=blip))
+    assert not quiet.write and quiet.memory.failures == 1 and quiet.wait == 1.0
+    shown = decide(observe(spec(replicas=1), backend_error=blip), quiet.memory)
+    assert shown.write and shown.create == [] and shown.memory.failures == 2
+    assert conditions(shown)["Degraded"] == ("True", "ServiceUnavailable")
+    assert shown.wait == 2.0
+
+
+def test_creates_go_at_once_and_ramp_only_after_a_failure() -> None:
+    sp = spec(replicas=40)
+    assert len(decide(observe(sp, create_budget=32)).create) == 32
+    after = after_create(Memory(), failed=True, budget=32)
+    assert after.ramp == 1 and len(decide(observe(sp, create_budget=32), after).create) == 1
+    ramps = []
+    for _ in range(6):
+        after = after_create(after, failed=False, budget=32)
+        ramps.append(after.ramp)
+    assert ramps == [2, 4, 8, 16, None, None]

@@ -6,7 +6,18 @@ for line in problems("E2BTemplate", obj): ...         # what the apiserver would
 """
 
 from .base import K8sModel, plain
-from .crdgen import API_VERSION, GROUP, KINDS, VERSION, crd, kind, openapi_schema
+from .crdgen import (
+    API_VERSION,
+    DEPLOYMENTS_PLURAL,
+    EXECUTIONS_PLURAL,
+    GROUP,
+    KINDS,
+    TEMPLATES_PLURAL,
+    VERSION,
+    crd,
+    kind,
+    openapi_schema,
+)
 from .deployment import (
     E2BDeployment,
     E2BDeploymentSpec,
@@ -38,8 +49,11 @@ from .validation import InvalidObject, problems, spec_problems, validate
 
 __all__ = [
     "API_VERSION",
+    "DEPLOYMENTS_PLURAL",
+    "EXECUTIONS_PLURAL",
     "GROUP",
     "KINDS",
+    "TEMPLATES_PLURAL",
     "VERSION",
     "ClaudeCodeConfig",
     "ClaudeFlowConfig",

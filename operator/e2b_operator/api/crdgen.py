@@ -116,6 +116,9 @@ KINDS: tuple[Kind, ...] = (
     ),
 )
 
+TEMPLATES_PLURAL, DEPLOYMENTS_PLURAL, EXECUTIONS_PLURAL = (k.plural for k in KINDS)
+"""The resource names of E2BTemplate, E2BDeployment and E2BExecution (for API calls)."""
+
 
 def kind(name: str) -> Kind:
     """The registration for a kind name, e.g. E2BTemplate."""

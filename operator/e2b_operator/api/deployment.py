@@ -66,8 +66,17 @@ class HealthCheck(K8sModel):
     """Seconds before one check counts as failed (1-300)."""
     startup_timeout_seconds: int = Field(default=120, ge=1, le=3600)
     """Seconds a new sandbox has to pass its first check (1-3600). Until then it is checked
-    on a fast schedule (0.25 s, doubling up to intervalSeconds), like a startupProbe, and its
+    on a fast schedule (after 0.25 s, then every 0.5 s), like a startupProbe, and its
     failures do not count toward failureThreshold; past it, it is replaced."""
+
+
+class InstanceRestart(K8sModel):
+    """A request to re-create one instance (like kubectl rollout restart, for one slot)."""
+
+    index: int = Field(ge=0, le=100000)
+    """Instance index to re-create."""
+    restarted_at: Timestamp
+    """When it was asked for; a new time re-creates the instance again."""
 
 
 @validations(
@@ -96,6 +105,17 @@ class E2BDeploymentSpec(K8sModel):
     shard_by: str | None = Field(default=None, min_length=1, max_length=253)
     """Key of a list in config whose items are dealt round-robin across instances,
     e.g. symbols: [AAPL, MSFT, GOOG] over 2 instances gives [AAPL, GOOG] and [MSFT]."""
+    retired_instances: list[Annotated[int, Field(ge=0, le=100000)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    """Instance indices removed one by one (TemplateDeployer.cleanup of one sandbox): they are
+    skipped, so the other instances keep their index, config and sandbox. The instances are
+    the first `replicas` indices not listed here."""
+    instance_restarts: Annotated[list[InstanceRestart], ListMap("index")] = Field(
+        default_factory=list, max_length=1000
+    )
+    """Instances to re-create (TemplateDeployer.update_template of a sandbox to its own
+    template): each listed instance is replaced once per restartedAt, the others are not."""
     timeout_seconds: int = Field(default=300, ge=1, le=86400)
     """Sandbox timeout in seconds (1-86400); the operator keeps healthy sandboxes alive."""
     paused: bool = False

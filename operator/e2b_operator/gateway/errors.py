@@ -80,7 +80,8 @@ def problem(exc: Exception) -> ApiProblem:
         case ToolkitError():
             return _from_apiserver(exc)
         case HTTPException():
-            return ApiProblem(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
+            headers = dict(exc.headers) if exc.headers else None
+            return ApiProblem(exc.status_code, "HTTPError", str(exc.detail), headers=headers)
         case ValueError():
             return ApiProblem(422, "Invalid", " ".join(str(exc).split()))
     log.exception("unexpected error", exc_info=exc)

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import kopf
 
 from ..api import E2BTemplateSpec, E2BTemplateStatus
-from ..reconcile.deployment import TemplateView
+from ..reconcile.deployment import Event, TemplateView
 from ..reconcile.recipe import spec_hash
 from ..sandboxes.backend import SandboxBackend
 from ..sandboxes.templates import TemplateBuilds
+from .deployment_state import LoopState
 from .kube import Kube
+from .lister import SandboxLister
 from .settings import Settings
 from .wakeups import Waker
 
-if TYPE_CHECKING:
-    from .deployments import LoopState
-    from .lister import SandboxLister
+
+def namespace_of(body: kopf.Body) -> str:
+    """The namespace of one of our (namespaced) objects."""
+    namespace = body.metadata.namespace
+    if namespace is None:
+        raise ValueError(f"{body.metadata.name}: a namespaced object without a namespace")
+    return namespace
+
+
+def post_event(body: kopf.Body, event: Event) -> None:
+    """Post a Kubernetes event on the object (through kopf's event queue)."""
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 @dataclass(frozen=True)
@@ -38,12 +51,11 @@ class Services:
     """kopf's index of E2BTemplates: (namespace, name) -> TemplateEntry (set by handlers)."""
     lister: SandboxLister | None = None
     """The shared listing of sandboxes (set at start-up)."""
+    post: Callable[[kopf.Body, Event], None] = post_event
     deployments: dict[str, LoopState] = field(default_factory=dict)
     template_wakers: dict[str, Waker] = field(default_factory=dict)
 
     def deployment_state(self, uid: str) -> LoopState:
-        from .deployments import LoopState
-
         return self.deployments.setdefault(uid, LoopState())
 
     def poke_deployment(self, uid: str) -> None:

@@ -1,29 +1,30 @@
-"""E2BDeployment: one reconcile loop per object, observe -> decide -> act -> status."""
+"""E2BDeployment: one loop per object: observe -> decide -> act -> write status.
+
+Every decision is reconcile.deployment.decide, a reducer over (observation, memory); this
+module only observes (the shared listing, due health checks, Secrets), carries out the plan,
+writes the status and posts the events it names.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from ..api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
+from ..api import DEPLOYMENTS_PLURAL, E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
 from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_shell
 from ..reconcile import deployment as rd
-from ..reconcile.backoff import backoff, reported
 from ..reconcile.conditions import Want, merge
-from ..reconcile.config import config_problem, instance_config
-from ..reconcile.expectations import Expectations
-from ..reconcile.hashing import stable_hash
-from ..reconcile.health import STARTUP_FIRST_DELAY, Health
+from ..reconcile.config import config_problem, instance_config, slot_hashes
+from ..reconcile.health import Health
 from ..reconcile.observed import (
     MANAGED_BY,
     META_DEPLOYMENT,
@@ -38,36 +39,14 @@ from ..reconcile.observed import (
 from ..sandboxes.errors import BackendError
 from . import health
 from .concurrency import gather_bounded
-from .context import Services
+from .context import Services, namespace_of
+from .deployment_state import LoopState
 from .kube import SecretMissing
 from .status import StatusWriter
-from .wakeups import Waker
 
 log = logging.getLogger(__name__)
 
-PLURAL = "e2bdeployments"
-
-
-@dataclass
-class LoopState:
-    """What one deployment's loop remembers between iterations (lost on restart by design:
-    sandboxes are re-listed from E2B, health is re-read from status)."""
-
-    waker: Waker = field(default_factory=Waker)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    expectations: Expectations = field(default_factory=Expectations)
-    health: dict[str, Health] = field(default_factory=dict)
-    nonces: dict[int, str] = field(default_factory=dict)
-    creating: set[int] = field(default_factory=set)
-    ramp: int | None = None
-    """After failed creates: how many to try at once (doubling); None: the whole budget."""
-    failures: int = 0
-    generation: int | None = None
-    replicas: int | None = None
-    progress_key: tuple[int | None, ...] = ()
-    progress_at: datetime | None = None
-    seeded: bool = False
-    writer: StatusWriter | None = None
+INVALID_RECHECK_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -79,39 +58,74 @@ class Target:
     uid: str
 
 
-async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) -> None:
+async def run(services: Services, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
     """The daemon: reconcile now, then whenever poked or a timer is due, until stopped."""
-    target = Target(body.metadata.namespace, body.metadata.name, body.metadata.uid)
+    target = Target(namespace_of(body), body.metadata.name, body.metadata.uid)
     state = services.deployment_state(target.uid)
-    state.writer = StatusWriter(services.kube, PLURAL, target.namespace, target.name)
+    state.writer = StatusWriter(services.kube, DEPLOYMENTS_PLURAL, target.namespace, target.name)
     while not stopped:
         async with state.lock:
             if stopped:
                 break
-            delay = await reconcile(services, target, body, state, logger)
+            delay = await reconcile(services, target, body, state)
         await state.waker.sleep(delay, stopped)
 
 
-async def reconcile(
-    services: Services, target: Target, body: kopf.Body, state: LoopState, logger: Any
-) -> float:
+async def reconcile(services: Services, target: Target, body: kopf.Body, state: LoopState) -> float:
     """One pass; returns seconds until the next pass is due."""
+    assert state.writer is not None
+    observed = await observe(services, target, body, state)
+    if observed is None:
+        return INVALID_RECHECK_SECONDS
+    obs, inputs = observed
+    plan = rd.decide(obs, state.memory)
+    state.memory = plan.memory
+    if not plan.write:
+        return plan.wait
+    await state.writer.write(body, plan.status)
+    for event in plan.events:
+        services.post(body, event)
+    if plan.idle:
+        return plan.wait
+    try:
+        await act(services, target, body, obs, inputs, plan, state)
+    except BackendError as exc:
+        services.post(body, rd.Event("Warning", exc.reason, exc.message))
+        state.memory, wait = rd.after_failure(
+            state.memory, services.settings.error_backoff_max_seconds
+        )
+        return wait
+    return plan.wait
+
+
+# -- observing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What acting needs besides the plan: resolved env (Secret values) and the template."""
+
+    envs: dict[str, str] = field(repr=False)
+    tspec: E2BTemplateSpec | None
+
+
+async def observe(
+    services: Services, target: Target, body: kopf.Body, state: LoopState
+) -> tuple[rd.Observation, Inputs] | None:
+    """Everything the decision needs; None (after writing why) if the spec cannot be read."""
+    assert state.writer is not None and services.lister is not None
     now = datetime.now(UTC)
     generation = body.metadata.get("generation") or 0
     state.generation = generation
-    assert state.writer is not None
     previous = _previous_status(state.writer.known(body))
     try:
         spec = E2BDeploymentSpec.from_wire(body.spec)
     except ValidationError as exc:
         await state.writer.write(body, _invalid_status(previous, generation, str(exc), now))
-        return 300.0
+        return None
     if not state.seeded:
         state.health.update(health.from_status(previous))
         state.seeded = True
-    if state.replicas is not None and state.replicas != spec.replicas:
-        kopf.info(body, reason="Scaled", message=f"scaled from {state.replicas} to {spec.replicas}")
-    state.replicas = spec.replicas
     view, tspec = services.template_view(target.namespace, spec.template_ref.name)
     problem: Problem | None = None
     envs: dict[str, str] = {}
@@ -123,115 +137,92 @@ async def reconcile(
         problem = Problem(
             "SecretNotFound", f"{exc}; create it or fix spec.env[].valueFrom", stalled=True
         )
-    sandboxes: list[ObservedSandbox] = []
+    backend_error: Problem | None = None
     try:
-        assert services.lister is not None
         listed = await services.lister.sandboxes(target.uid)
         sandboxes = state.expectations.apply(listed, time.monotonic())
+        known = {s.sandbox_id for s in sandboxes}
+        state.health = {sid: h for sid, h in state.health.items() if sid in known}
         if tspec is not None and not spec.paused:
-            await health.check_due(services.backend, spec, tspec, sandboxes, state.health, now)
+            state.health = await health.check_due(
+                services.backend, spec, tspec, sandboxes, state.health, now
+            )
     except BackendError as exc:
         log.warning("[%s/%s] %s: %s", target.namespace, target.name, exc.reason, exc.message)
-        if not reported(state.failures, exc.transient):
-            state.failures += 1
-            return backoff(state.failures, services.settings.error_backoff_max_seconds)
-        problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
+        backend_error = Problem(exc.reason, exc.message, stalled=not exc.transient)
         sandboxes = _from_status(previous)  # keep reporting what was last seen
-    wanted = _wanted_hashes(spec, view, envs_spec=spec.wire().get("env", []))
-    obs = rd.Observation(
+    return rd.Observation(
         generation=generation,
         name=target.name,
         spec=spec,
         template=view,
-        wanted_hashes=wanted,
+        wanted_hashes=_wanted_hashes(spec, view, envs_spec=spec.wire().get("env", [])),
         sandboxes=tuple(sandboxes),
         health=dict(state.health),
         previous=previous,
         now=now,
         has_health_check=bool(tspec and tspec.hooks and tspec.hooks.health_check),
         problem=problem,
+        backend_error=backend_error,
         creating=frozenset(state.creating),
-        progress_since=state.progress_at,
-    )
-    plan = rd.decide(obs)
-    if _progressed(state, plan.status, now):
-        plan = rd.decide(replace(obs, progress_since=None))
-    if await state.writer.write(body, plan.status):
-        _announce(body, previous, plan.status)
-    if problem is not None:
-        state.failures += 1
-        if problem.stalled:
-            return services.settings.error_backoff_max_seconds
-        return backoff(state.failures, services.settings.error_backoff_max_seconds)
-    state.failures = 0
-    if plan.idle:
-        return _next_due(spec, state, sandboxes, now)
-    try:
-        await _act(services, target, spec, tspec, view, envs, wanted, plan, state, body, logger)
-    except BackendError as exc:
-        state.failures += 1
-        kopf.warn(body, reason=exc.reason, message=exc.message)
-        return backoff(state.failures, services.settings.error_backoff_max_seconds)
-    if plan.create or plan.delete or plan.pause or plan.resume:
-        return 0.0  # look again at once: the next step of the rollout may be ready
-    return _next_due(spec, state, sandboxes, now)  # keep-alives alone change nothing to see
+        create_budget=services.settings.create_batch_max,
+        backoff_cap=services.settings.error_backoff_max_seconds,
+    ), Inputs(envs, tspec)
 
 
-# -- acting -----------------------------------------------------------------------------------
+# -- acting ---------------------------------------------------------------------------------
 
 
-async def _act(
+async def act(
     services: Services,
     target: Target,
-    spec: E2BDeploymentSpec,
-    tspec: E2BTemplateSpec | None,
-    view: rd.TemplateView | None,
-    envs: dict[str, str],
-    wanted: dict[int, str],
+    body: kopf.Body,
+    obs: rd.Observation,
+    inputs: Inputs,
     plan: rd.Plan,
     state: LoopState,
-    body: kopf.Body,
-    logger: Any,
 ) -> None:
-    backend = services.backend
+    """Carry out the plan; raises the first BackendError (after the rest was done)."""
+    backend, spec, tspec = services.backend, obs.spec, inputs.tspec
     cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
     for s in plan.pause:
         await backend.pause(s.sandbox_id)
-        kopf.info(body, reason="Paused", message=f"paused sandbox {s.sandbox_id}")
+        services.post(body, rd.Event("Normal", "Paused", f"paused sandbox {s.sandbox_id}"))
     for s in plan.resume:
         await backend.resume(s.sandbox_id, spec.timeout_seconds)
-        kopf.info(body, reason="Resumed", message=f"resumed sandbox {s.sandbox_id}")
+        services.post(body, rd.Event("Normal", "Resumed", f"resumed sandbox {s.sandbox_id}"))
     for s in plan.keepalive:
         await backend.set_timeout(s.sandbox_id, spec.timeout_seconds)
     await gather_bounded(
         [_delete(services, s, why, cleanup, state, body) for s, why in plan.delete],
         limit=services.settings.create_batch_max,
     )
-    if plan.create and view is not None and view.template_id and tspec is not None:
-        budget = services.settings.create_batch_max
-        batch = plan.create[: state.ramp or budget]
-        results = await gather_bounded(
-            [
-                _create(services, target, spec, tspec, view.template_id, envs, i, wanted[i], state)
-                for i in batch
-            ],
-            limit=services.settings.create_batch_max,
-        )
-        created = sum(1 for r in results if r is True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if created:
-            kopf.info(body, reason="Created", message=f"created {created} sandbox(es)")
-        # All at once within the budget; after a failure, one, then doubling while they succeed.
-        if errors:
-            state.ramp = 1
-        elif state.ramp is not None:
-            state.ramp = None if state.ramp * 2 >= budget else state.ramp * 2
-        if errors:
-            raise (
-                errors[0]
-                if isinstance(errors[0], BackendError)
-                else BackendError("CreateFailed", str(errors[0]))
-            )
+    template_id = obs.template.template_id if obs.template else None
+    if not plan.create or template_id is None or tspec is None:
+        return
+    results = await gather_bounded(
+        [
+            _create(services, target, spec, tspec, template_id, inputs.envs, i, obs, state)
+            for i in plan.create
+        ],
+        limit=services.settings.create_batch_max,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    created = [r for r in results if isinstance(r, tuple)]
+    for sandbox_id, first in created:
+        if first is not None:
+            state.health[sandbox_id] = first
+    if created:
+        message = f"created {len(created)} sandbox(es)"
+        services.post(body, rd.Event("Normal", "Created", message))
+    state.memory = rd.after_create(
+        state.memory, failed=bool(errors), budget=services.settings.create_batch_max
+    )
+    if errors:
+        first_error = errors[0]
+        if isinstance(first_error, BackendError):
+            raise first_error
+        raise BackendError("CreateFailed", str(first_error))
 
 
 async def _create(
@@ -242,9 +233,12 @@ async def _create(
     template_id: str,
     envs: dict[str, str],
     index: int,
-    wanted_hash: str,
+    obs: rd.Observation,
     state: LoopState,
-) -> bool:
+) -> tuple[str, Health | None]:
+    """Create slot `index`'s sandbox, give it its config, start its main script and check its
+    health once: (sandbox id, first health or None if unknown)."""
+    wanted_hash = obs.wanted_hashes[index]
     nonce = state.nonces.setdefault(index, secrets.token_hex(4))
     key = f"{target.uid}-{index}-{wanted_hash}-{nonce}"
     metadata = {
@@ -291,8 +285,8 @@ async def _create(
                 await services.backend.kill(sandbox_id)
             state.expectations.expect_deleted(sandbox_id, time.monotonic())
             raise
-        await health.check_once(services.backend, spec, tspec, sandbox_id, state.health, now)
-        return True
+        first = await health.check_once(services.backend, spec, tspec, sandbox_id, Health(), now)
+        return sandbox_id, first
     finally:
         state.creating.discard(index)
 
@@ -313,28 +307,12 @@ async def _delete(
             )
     await services.backend.kill(s.sandbox_id)
     state.expectations.expect_deleted(s.sandbox_id, time.monotonic())
-    state.health.pop(s.sandbox_id, None)
     reason = "Killed" if why in ("ScaledDown", "DeploymentDeleted", "Unmanaged") else "Replaced"
-    kopf.info(
-        body, reason=reason, message=f"killed sandbox {s.sandbox_id} (instance {s.index}): {why}"
-    )
+    message = f"killed sandbox {s.sandbox_id} (instance {s.index}): {why}"
+    services.post(body, rd.Event("Normal", reason, message))
 
 
-def _announce(
-    body: kopf.Body, previous: E2BDeploymentStatus | None, status: E2BDeploymentStatus
-) -> None:
-    """A Warning event when the deployment becomes Stalled or Degraded (not on every pass)."""
-    before = {c.type: c.status for c in (previous.conditions if previous else [])}
-    for c in status.conditions:
-        if (
-            c.type in ("Stalled", "Degraded")
-            and c.status == "True"
-            and before.get(c.type) != "True"
-        ):
-            kopf.warn(body, reason=c.reason, message=c.message)
-
-
-async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
+async def delete(services: Services, body: kopf.Body) -> None:
     """Deletion: run the cleanup hook in every sandbox, kill them all, then let go."""
     uid = body.metadata.uid
     state = services.deployment_state(uid)
@@ -342,7 +320,7 @@ async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
         tspec = None
         try:
             spec = E2BDeploymentSpec.from_wire(body.spec)
-            _, tspec = services.template_view(body.metadata.namespace, spec.template_ref.name)
+            _, tspec = services.template_view(namespace_of(body), spec.template_ref.name)
         except ValidationError:
             pass
         cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
@@ -365,17 +343,7 @@ async def delete(services: Services, body: kopf.Body, logger: Any) -> None:
     services.forget_deployment(uid)
 
 
-# -- observing --------------------------------------------------------------------------------
-
-
-def _progressed(state: LoopState, status: E2BDeploymentStatus, now: datetime) -> bool:
-    """Note progress (a new generation, or a change in ready or updated-and-ready sandboxes,
-    so replacing sandboxes that never become ready is no progress); True if there was."""
-    key = (status.observed_generation, status.ready_replicas, status.updated_ready_replicas)
-    if key == state.progress_key and state.progress_at is not None:
-        return False
-    state.progress_key, state.progress_at = key, now
-    return True
+# -- observation helpers ---------------------------------------------------------------------
 
 
 def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
@@ -409,11 +377,7 @@ def _wanted_hashes(
     spec: E2BDeploymentSpec, view: rd.TemplateView | None, envs_spec: list[Any]
 ) -> dict[int, str]:
     """Per slot: what a current sandbox is made from (secret values excluded, references not)."""
-    base = view.spec_hash if view else None
-    return {
-        i: stable_hash(base, envs_spec, instance_config(spec, i), length=10)
-        for i in range(spec.replicas)
-    }
+    return slot_hashes(spec, view.spec_hash if view else None, envs_spec)
 
 
 def _previous_status(status: dict[str, Any]) -> E2BDeploymentStatus | None:
@@ -421,23 +385,6 @@ def _previous_status(status: dict[str, Any]) -> E2BDeploymentStatus | None:
         return E2BDeploymentStatus.from_wire(status) if status else None
     except ValidationError:
         return None
-
-
-def _next_due(
-    spec: E2BDeploymentSpec, state: LoopState, sandboxes: list[ObservedSandbox], now: datetime
-) -> float:
-    if spec.paused:
-        return 300.0
-    interval = float(spec.health_check.interval_seconds)
-    waits = [interval]
-    for s in sandboxes:
-        h = state.health.get(s.sandbox_id)
-        if h and h.checked_at:
-            waits.append(h.wait(now, interval))
-        if s.end_at:
-            left = (s.end_at - now).total_seconds() - spec.timeout_seconds * rd.KEEPALIVE_FRACTION
-            waits.append(left)
-    return max(min(waits), STARTUP_FIRST_DELAY)
 
 
 def _invalid_status(

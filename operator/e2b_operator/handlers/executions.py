@@ -7,19 +7,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api import GROUP, VERSION, E2BExecutionSpec, E2BExecutionStatus
+from ..api import (
+    DEPLOYMENTS_PLURAL,
+    EXECUTIONS_PLURAL,
+    E2BExecutionSpec,
+    E2BExecutionStatus,
+)
 from ..api.layout import APP_DIR
 from ..reconcile import execution as rx
 from ..reconcile.observed import MANAGED_BY, META_MANAGED_BY, META_NAMESPACE, CommandOutcome
 from ..sandboxes.errors import BackendError
-from .context import Services
+from .context import Services, namespace_of
 from .live_output import LiveOutput
 from .status import StatusWriter
 
-PLURAL = "e2bexecutions"
 FINISHED = ("Succeeded", "Failed")
 META_EXECUTION = "k8s-execution"
 META_EXECUTION_UID = "k8s-execution-uid"
@@ -37,12 +40,12 @@ class Run:
         self.services = services
         self.body = body
         self.spec = spec
-        self.namespace = body.metadata.namespace
+        self.namespace = namespace_of(body)
         self.name = body.metadata.name
         self.uid = body.metadata.uid
         self.generation = body.metadata.get("generation") or 0
         self.status = _previous(body)
-        self.writer = StatusWriter(services.kube, PLURAL, self.namespace, self.name)
+        self.writer = StatusWriter(services.kube, EXECUTIONS_PLURAL, self.namespace, self.name)
 
     async def write(self, phase: str, reason: str, message: str, **fields: Any) -> None:
         now = datetime.now(UTC)
@@ -115,13 +118,13 @@ async def _execute(job: Run, stopped: Any, logger: Any) -> None:
             ephemeral=bool(pick.template_id),
             start_time=datetime.now(UTC),
         )
-        running = job.status.message if job.status else ""
+        running = (job.status.message if job.status else None) or ""
         live = LiveOutput(lambda **out: job.write("Running", "Running", running, **out))
         publisher = asyncio.create_task(live.publish())
         try:
             outcome = await job.services.backend.run(
                 sandbox_id,
-                rx.command(runtime, job.spec),
+                rx.command(runtime, job.spec, tspec.hooks if tspec else None),
                 timeout=rx.command_timeout(job.spec),
                 envs=UNBUFFERED,
                 cwd=str(APP_DIR),
@@ -170,7 +173,8 @@ async def _pick(job: Run) -> rx.Pick:
         return rx.pick_template(job.services.template_view(job.namespace, name)[0], name)
     assert job.spec.deployment_ref is not None
     name = job.spec.deployment_ref.name
-    return rx.pick_in_deployment(await _deployment(job, name), name, job.spec.sandbox_id)
+    deployment = await _deployment(job, name)
+    return rx.pick_in_deployment(deployment, name, job.spec.sandbox_id, job.spec.hook is not None)
 
 
 async def _template_name(job: Run) -> str:
@@ -182,14 +186,7 @@ async def _template_name(job: Run) -> str:
 
 
 async def _deployment(job: Run, name: str) -> dict[str, Any] | None:
-    try:
-        return await job.services.kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, job.namespace, "e2bdeployments", name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return await job.services.kube.get(DEPLOYMENTS_PLURAL, job.namespace, name)
 
 
 async def _interrupted(job: Run) -> None:
@@ -226,13 +223,7 @@ async def _expire(job: Run, stopped: Any) -> None:
         await stopped.wait(delay)
         if stopped:
             return
-    try:
-        await job.services.kube.custom.delete_namespaced_custom_object(
-            GROUP, VERSION, job.namespace, PLURAL, job.name
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    await job.services.kube.delete(EXECUTIONS_PLURAL, job.namespace, job.name)
 
 
 def _previous(body: kopf.Body) -> E2BExecutionStatus | None:

@@ -24,21 +24,23 @@ async def check_due(
     sandboxes: list[ObservedSandbox],
     health: dict[str, Health],
     now: datetime,
-) -> None:
-    """Check every running sandbox whose interval has passed; forget sandboxes that are gone."""
+) -> dict[str, Health]:
+    """The tallies after checking every running sandbox whose next check is due."""
     interval = spec.health_check.interval_seconds
     due = [
-        s
+        s.sandbox_id
         for s in sandboxes
         if s.state == "running" and health.get(s.sandbox_id, Health()).due(now, interval)
     ]
-    await gather_bounded(
-        [check_once(backend, spec, tspec, s.sandbox_id, health, now) for s in due], CONCURRENCY
+    results = await gather_bounded(
+        [check_once(backend, spec, tspec, sid, health.get(sid, Health()), now) for sid in due],
+        CONCURRENCY,
     )
-    known = {s.sandbox_id for s in sandboxes}
-    for sid in list(health):
-        if sid not in known:
-            del health[sid]
+    updated = dict(health)
+    for sid, result in zip(due, results, strict=True):
+        if isinstance(result, Health):
+            updated[sid] = result
+    return updated
 
 
 async def check_once(
@@ -46,26 +48,25 @@ async def check_once(
     spec: E2BDeploymentSpec,
     tspec: E2BTemplateSpec,
     sandbox_id: str,
-    health: dict[str, Health],
+    previous: Health,
     now: datetime,
-) -> None:
-    """Run the hook once and record the outcome; no hook means healthy once running."""
+) -> Health | None:
+    """Run the hook once: the new tally, or None if the sandbox could not be reached (its
+    health is unknown, not bad). No hook means healthy once running."""
     check = tspec.hooks.health_check if tspec.hooks else None
-    previous = health.get(sandbox_id, Health())
     if not check:
-        health[sandbox_id] = previous.record(True, "", now)
-        return
+        return previous.record(True, "", now)
     try:
         outcome = await backend.run(sandbox_id, check, timeout=spec.health_check.timeout_seconds)
     except BackendError as exc:
         log.info("health of sandbox %s unknown: %s", sandbox_id, exc.message)
-        return  # the sandbox could not be reached: its health is unknown, not bad
+        return None
     message = ""
     if not outcome.ok:
         detail = (outcome.stderr or outcome.stdout or outcome.error)[-512:].strip()
         message = f"health check exited {outcome.exit_code}: {detail}"
         log.info("health check failed in sandbox %s: %s", sandbox_id, message)
-    health[sandbox_id] = previous.record(outcome.ok, message, now)
+    return previous.record(outcome.ok, message, now)
 
 
 def from_status(previous: E2BDeploymentStatus | None) -> dict[str, Health]:

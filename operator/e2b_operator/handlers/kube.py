@@ -48,8 +48,29 @@ class Kube:
             plural,
             name,
             {"status": status},
-            _content_type=MERGE_PATCH,
+            _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # not in the client's stubs
         )
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our objects; None if it does not exist."""
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        """Delete one of our objects (already gone is fine)."""
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str:
         try:

@@ -81,7 +81,9 @@ class SandboxLister:
             uid = s.metadata.get(META_DEPLOYMENT_UID)
             if uid:
                 by_uid[uid].append(s)
-        prints = {uid: frozenset((s.sandbox_id, s.state) for s in ss) for uid, ss in by_uid.items()}
+        prints: dict[str, Fingerprint] = {
+            uid: frozenset((s.sandbox_id, str(s.state)) for s in ss) for uid, ss in by_uid.items()
+        }
         moved = {
             uid
             for uid in set(prints) | set(self._fingerprints)

@@ -14,22 +14,22 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP, VERSION
+from ..api import DEPLOYMENTS_PLURAL, EXECUTIONS_PLURAL, GROUP, TEMPLATES_PLURAL, VERSION
 from ..sandboxes.backend import SandboxBackend
 from ..sandboxes.templates import TemplateBuilds
 from . import deployments, executions, orphans, templates
-from .context import Services, template_entry
+from .context import Services, TemplateEntry, template_entry
 from .kube import Kube
 from .lister import SandboxLister
 from .logs import quiet_routine_events
 from .settings import Settings, connection_from_env
 
-TEMPLATES = (GROUP, VERSION, "e2btemplates")
-DEPLOYMENTS = (GROUP, VERSION, "e2bdeployments")
+TEMPLATES = (GROUP, VERSION, TEMPLATES_PLURAL)
+DEPLOYMENTS = (GROUP, VERSION, DEPLOYMENTS_PLURAL)
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -63,7 +63,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
     for task in memo.tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -72,41 +72,57 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="deployments")
-async def probe(memo: kopf.Memo, **_: Any) -> int:
+async def probe(*, memo: kopf.Memo, **_: Any) -> int:
     return len(memo.services.deployments)
 
 
 # -- E2BTemplate ------------------------------------------------------------------------------
 
+TemplateIndex = kopf.Index[tuple[str | None, str], TemplateEntry]
+DeploymentIndex = kopf.Index[tuple[str | None, str | None], tuple[str, str]]
+
 
 @kopf.index(*TEMPLATES)
-async def e2btemplates_by_name(namespace: str, name: str, spec: Any, status: Any, **_: Any) -> Any:
+async def e2btemplates_by_name(
+    *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str | None, str], TemplateEntry]:
     return {(namespace, name): template_entry(name, spec, status)}
 
 
 @kopf.on.event(*TEMPLATES)
 async def template_event(
-    body: kopf.Body, memo: kopf.Memo, e2bdeployments_by_template: Any, **_: Any
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    e2bdeployments_by_template: DeploymentIndex | None = None,
+    **_: Any,
 ) -> None:
     services: Services = memo.services
     services.template_waker(body.metadata.uid).poke()
+    assert e2bdeployments_by_template is not None  # kopf passes every index to every handler
     for _name, uid in e2bdeployments_by_template.get(
         (body.metadata.namespace, body.metadata.name), []
     ):
-        services.deployment_state(uid).waker.poke()
+        services.poke_deployment(uid)
 
 
 @kopf.daemon(*TEMPLATES, cancellation_backoff=10, cancellation_timeout=30)
 async def template_daemon(
-    body: kopf.Body, stopped: Any, memo: kopf.Memo, logger: Any, **_: Any
+    *, body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     await templates.run(memo.services, body, stopped, logger)
 
 
 @kopf.on.delete(*TEMPLATES)
 async def template_delete(
-    body: kopf.Body, memo: kopf.Memo, e2bdeployments_by_template: Any, logger: Any, **_: Any
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    e2bdeployments_by_template: DeploymentIndex | None = None,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
+    assert e2bdeployments_by_template is not None
     users = [
         n
         for n, _ in e2bdeployments_by_template.get(
@@ -122,13 +138,13 @@ async def template_delete(
 
 @kopf.index(*DEPLOYMENTS)
 async def e2bdeployments_by_template(
-    namespace: str, name: str, uid: str, spec: Any, **_: Any
-) -> Any:
+    *, namespace: str | None, name: str, uid: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str | None], tuple[str, str]]:
     return {(namespace, (spec.get("templateRef") or {}).get("name")): (name, uid)}
 
 
 @kopf.on.event(*DEPLOYMENTS)
-async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_event(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     state = memo.services.deployment_state(body.metadata.uid)
     if body.metadata.get("generation") != state.generation:
         state.waker.poke()
@@ -136,30 +152,38 @@ async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.daemon(*DEPLOYMENTS, cancellation_backoff=10, cancellation_timeout=30)
 async def deployment_daemon(
-    body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
+    *,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    e2btemplates_by_name: TemplateIndex | None = None,
+    **_: Any,
 ) -> None:
+    assert e2btemplates_by_name is not None
     memo.services.templates = e2btemplates_by_name
-    await deployments.run(memo.services, body, stopped, logger)
+    await deployments.run(memo.services, body, stopped)
 
 
 @kopf.on.delete(*DEPLOYMENTS)
-async def deployment_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await deployments.delete(memo.services, body, logger)
-
-
-def _users(index: Any, template: kopf.Body) -> list[tuple[str, str]]:
-    """(name, uid) of the deployments referencing a template, from the deployment index."""
-    return list(index.get((template.metadata.namespace, template.metadata.name), []))
+async def deployment_delete(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await deployments.delete(memo.services, body)
 
 
 # -- E2BExecution -----------------------------------------------------------------------------
 
-EXECUTIONS = (GROUP, VERSION, "e2bexecutions")
+EXECUTIONS = (GROUP, VERSION, EXECUTIONS_PLURAL)
 
 
 @kopf.daemon(*EXECUTIONS, cancellation_backoff=10, cancellation_timeout=30)
 async def execution_daemon(
-    body: kopf.Body, stopped: Any, memo: kopf.Memo, e2btemplates_by_name: Any, logger: Any, **_: Any
+    *,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    e2btemplates_by_name: TemplateIndex | None = None,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
+    assert e2btemplates_by_name is not None
     memo.services.templates = e2btemplates_by_name
     await executions.run(memo.services, body, stopped, logger)

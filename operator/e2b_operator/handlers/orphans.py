@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..api import DEPLOYMENTS_PLURAL
 from ..reconcile.observed import META_DEPLOYMENT_UID
 from ..sandboxes.errors import BackendError
 from .context import Services
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 async def sweep(services: Services) -> int:
     """One sweep; returns how many orphans were killed."""
-    live = await services.kube.list_uids("e2bdeployments")
+    live = await services.kube.list_uids(DEPLOYMENTS_PLURAL)
     now = datetime.now(UTC)
     grace = services.settings.orphan_grace_seconds
     killed = 0

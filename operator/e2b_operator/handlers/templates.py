@@ -11,18 +11,18 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from ..api import E2BTemplateSpec, E2BTemplateStatus
+from ..api import TEMPLATES_PLURAL, E2BTemplateSpec, E2BTemplateStatus
 from ..reconcile.backoff import backoff, reported
+from ..reconcile.capabilities import unhonoured
 from ..reconcile.observed import BuildProgress, Problem
 from ..reconcile.recipe import RecipeError, recipe, spec_hash
 from ..reconcile.template import TemplateObservation, decide_template
 from ..sandboxes.errors import BackendError
-from .context import Services
+from .context import Services, namespace_of
 from .status import StatusWriter
 
 log = logging.getLogger(__name__)
 
-PLURAL = "e2btemplates"
 POLL_SECONDS = 0.5
 IDLE_SECONDS = 3600.0
 
@@ -42,7 +42,9 @@ async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) ->
     """The daemon: build on spec changes, poll while building, sleep otherwise."""
     meta = body.metadata
     waker = services.template_waker(meta.uid)
-    loop = TemplateLoop(StatusWriter(services.kube, PLURAL, meta.namespace, meta.name))
+    loop = TemplateLoop(
+        StatusWriter(services.kube, TEMPLATES_PLURAL, namespace_of(body), meta.name)
+    )
     while not stopped:
         delay = await reconcile(services, body, loop)
         await waker.sleep(delay, stopped)
@@ -51,7 +53,7 @@ async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) ->
 async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> float:
     """One pass; returns seconds until the next one is due."""
     meta = body.metadata
-    name = e2b_name(meta.namespace, meta.name)
+    name = e2b_name(namespace_of(body), meta.name)
     now = datetime.now(UTC)
     try:
         previous = E2BTemplateStatus.from_wire(loop.writer.known(body))
@@ -61,7 +63,10 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
     try:
         spec = E2BTemplateSpec.from_wire(body.spec)
         build_recipe = recipe(spec)
-        obs = TemplateObservation(obs.generation, spec_hash(spec), previous, None, now)
+        ignored = unhonoured(spec)
+        obs = TemplateObservation(
+            obs.generation, spec_hash(spec), previous, None, now, ignored=ignored
+        )
     except (ValidationError, RecipeError) as exc:
         obs = TemplateObservation(obs.generation, "", previous, None, now, spec_error=str(exc))
         await loop.writer.write(body, decide_template(obs).status)
@@ -77,7 +82,9 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
                 loop.failures += 1
                 return backoff(loop.failures, services.settings.error_backoff_max_seconds)
             problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
-    obs = TemplateObservation(obs.generation, obs.spec_hash, previous, build, now, problem)
+    obs = TemplateObservation(
+        obs.generation, obs.spec_hash, previous, build, now, problem, ignored=ignored
+    )
     plan = decide_template(obs)
     status = plan.status
     if plan.action == "build":
@@ -85,7 +92,9 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
             started = await services.builds.start(name, build_recipe)
         except BackendError as exc:
             problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
-            obs = TemplateObservation(obs.generation, obs.spec_hash, previous, None, now, problem)
+            obs = TemplateObservation(
+                obs.generation, obs.spec_hash, previous, None, now, problem, ignored=ignored
+            )
             status = decide_template(obs).status
         else:
             status = status.model_copy(
@@ -107,12 +116,19 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
 
 
 def _announce(body: kopf.Body, previous: E2BTemplateStatus, status: E2BTemplateStatus) -> None:
+    ignored = _condition_message(status, "FieldsIgnored")
+    if ignored and ignored != _condition_message(previous, "FieldsIgnored"):
+        kopf.warn(body, reason="FieldsIgnored", message=ignored)
     if status.phase == previous.phase:
         return
     if status.phase == "Ready":
         kopf.info(body, reason="Built", message=f"template built as {status.template_id}")
     elif status.phase == "Failed":
         kopf.warn(body, reason="BuildFailed", message=status.message or "build failed")
+
+
+def _condition_message(status: E2BTemplateStatus, type_: str) -> str | None:
+    return next((c.message for c in status.conditions if c.type == type_), None)
 
 
 async def delete(services: Services, body: kopf.Body, users: list[str], logger: Any) -> None:
@@ -125,7 +141,10 @@ async def delete(services: Services, body: kopf.Body, users: list[str], logger: 
         )
         kopf.warn(body, reason="InUse", message=message)
         await services.kube.patch_status(
-            PLURAL, meta.namespace, meta.name, {"phase": "Deleting", "message": message}
+            TEMPLATES_PLURAL,
+            namespace_of(body),
+            meta.name,
+            {"phase": "Deleting", "message": message},
         )
         raise kopf.TemporaryError(message, delay=5)
     template_id = (body.get("status") or {}).get("templateID")

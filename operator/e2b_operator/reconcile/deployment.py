@@ -1,6 +1,9 @@
-"""E2BDeployment decisions: spec + template + observed sandboxes -> actions + status. No I/O.
+"""E2BDeployment decisions, as a reducer: (observation, memory) -> plan. No I/O.
 
-Each instance index 0..replicas-1 is a slot. A sandbox belongs to the slot named in its
+The plan carries the actions, the status to write, the events to post, the memory for the
+next pass and when to come back; the handler only observes, acts and writes. Each instance
+index in wanted_hashes (the first replicas not retired,
+reconcile/slots.py) is a slot. A sandbox belongs to the slot named in its
 metadata and is *current* when it was made from the wanted hash of that slot (template
 build, env, config and the slot's own config). Rollouts fill slots with current sandboxes
 within maxSurge and retire outdated ones within maxUnavailable, as a Deployment does.
@@ -10,16 +13,44 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ..api import E2BDeploymentSpec, E2BDeploymentStatus, SandboxStatus, ready_text, selector_for
+from .backoff import backoff, reported
 from .conditions import Want, merge
-from .health import Health
+from .health import STARTUP_FIRST_DELAY, Health
 from .observed import ObservedSandbox, Problem
 
 KEEPALIVE_FRACTION = 0.5
 """Refresh a sandbox's timeout once less than this share of it is left."""
+PAUSED_RECHECK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What a deployment's loop carries from one pass to the next (lost on restart: sandboxes
+    are listed again and their health is read back from status)."""
+
+    replicas: int | None = None
+    """spec.replicas at the last pass (a change is a Scaled event)."""
+    progress_key: tuple[int, int, int] | None = None
+    """(generation, ready, updated ready) when progress was last made ..."""
+    progress_at: datetime | None = None
+    """... and when (for progressDeadlineSeconds)."""
+    failures: int = 0
+    """Failed passes in a row (backoff)."""
+    ramp: int | None = None
+    """After failed creates: creates to try at once (doubling); None: the whole budget."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes event to post on the deployment."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -49,14 +80,17 @@ class Observation:
     now: datetime
     has_health_check: bool = True
     problem: Problem | None = None
+    """A problem of the spec or its references (Secret, config)."""
+    backend_error: Problem | None = None
+    """E2B could not be listed; `sandboxes` are then the ones the last status showed."""
     creating: frozenset[int] = frozenset()
-    progress_since: datetime | None = None
-    """When the rollout last made progress; None: it is making progress now."""
+    create_budget: int = 32
+    backoff_cap: float = 60.0
 
 
 @dataclass
 class Plan:
-    """Actions for the handler to carry out, and the status to write."""
+    """What to do, write and post, what to remember and when to come back."""
 
     create: list[int] = field(default_factory=list)
     delete: list[tuple[ObservedSandbox, str]] = field(default_factory=list)
@@ -64,14 +98,71 @@ class Plan:
     resume: list[ObservedSandbox] = field(default_factory=list)
     keepalive: list[ObservedSandbox] = field(default_factory=list)
     status: E2BDeploymentStatus = field(default_factory=E2BDeploymentStatus)
+    write: bool = True
+    """False: a first transient E2B failure is retried quietly (no status, no action)."""
+    events: list[Event] = field(default_factory=list)
+    memory: Memory = field(default_factory=Memory)
+    wait: float = 0.0
+    """Seconds until the next pass is due (a watch event or a listing change comes sooner)."""
+
+    @property
+    def acts(self) -> bool:
+        """Anything to do besides keep-alives."""
+        return bool(self.create or self.delete or self.pause or self.resume)
 
     @property
     def idle(self) -> bool:
-        return not (self.create or self.delete or self.pause or self.resume or self.keepalive)
+        return not (self.acts or self.keepalive)
 
 
-def decide(obs: Observation) -> Plan:
+def decide(obs: Observation, memory: Memory | None = None) -> Plan:
     """The one decision function for an E2BDeployment."""
+    memory = memory or Memory()
+    err = obs.backend_error
+    if err is not None and not err.stalled and not reported(memory.failures, transient=True):
+        failures = memory.failures + 1
+        quiet = replace(memory, failures=failures, replicas=obs.spec.replicas)
+        return Plan(write=False, memory=quiet, wait=backoff(failures, obs.backoff_cap))
+    plan = _actions(obs)
+    plan.status, progress = _status(obs, memory, plan)
+    plan.events = _events(obs, memory, plan.status)
+    problem = obs.problem or err
+    failures = memory.failures + 1 if problem is not None else 0
+    plan.memory = replace(
+        memory,
+        replicas=obs.spec.replicas,
+        progress_key=progress[0],
+        progress_at=progress[1],
+        failures=failures,
+    )
+    if problem is not None:
+        plan.create, plan.delete, plan.pause, plan.resume, plan.keepalive = [], [], [], [], []
+        plan.wait = obs.backoff_cap if problem.stalled else backoff(failures, obs.backoff_cap)
+    elif plan.acts:
+        plan.create = plan.create[: memory.ramp or obs.create_budget]
+        plan.wait = 0.0  # look again at once: the next step of the rollout may be ready
+    else:
+        plan.wait = _next_due(obs)
+    return plan
+
+
+def after_create(memory: Memory, failed: bool, budget: int) -> Memory:
+    """Creates all at once within the budget; after a failure one, then doubling."""
+    if failed:
+        return replace(memory, ramp=1)
+    if memory.ramp is None:
+        return memory
+    ramp = memory.ramp * 2
+    return replace(memory, ramp=None if ramp >= budget else ramp)
+
+
+def after_failure(memory: Memory, cap: float) -> tuple[Memory, float]:
+    """Acting failed: one more failure, and how long to wait before the next pass."""
+    failures = memory.failures + 1
+    return replace(memory, failures=failures), backoff(failures, cap)
+
+
+def _actions(obs: Observation) -> Plan:
     plan = Plan()
     spec = obs.spec
     live = [s for s in obs.sandboxes if s.index >= 0]
@@ -84,8 +175,43 @@ def decide(obs: Observation) -> Plan:
         if not blocked:
             _roll(obs, live, plan)
         plan.keepalive = [s for s in live if s.state == "running" and _expiring(s, obs)]
-    plan.status = _status(obs, live, plan)
     return plan
+
+
+def _next_due(obs: Observation) -> float:
+    """The next health check or keep-alive of any sandbox, at most one interval away."""
+    spec = obs.spec
+    if spec.paused:
+        return PAUSED_RECHECK_SECONDS
+    interval = float(spec.health_check.interval_seconds)
+    waits = [interval]
+    for s in obs.sandboxes:
+        health = obs.health.get(s.sandbox_id)
+        if health and health.checked_at:
+            waits.append(health.wait(obs.now, interval))
+        if s.end_at:
+            left = (s.end_at - obs.now).total_seconds()
+            waits.append(left - spec.timeout_seconds * KEEPALIVE_FRACTION)
+    return max(min(waits), STARTUP_FIRST_DELAY)
+
+
+def _events(obs: Observation, memory: Memory, status: E2BDeploymentStatus) -> list[Event]:
+    """Scaled when replicas changed; a Warning when the deployment becomes Stalled or
+    Degraded (not on every pass)."""
+    events = []
+    if memory.replicas is not None and memory.replicas != obs.spec.replicas:
+        events.append(
+            Event("Normal", "Scaled", f"scaled from {memory.replicas} to {obs.spec.replicas}")
+        )
+    before = {c.type: c.status for c in (obs.previous.conditions if obs.previous else [])}
+    for c in status.conditions:
+        if (
+            c.type in ("Stalled", "Degraded")
+            and c.status == "True"
+            and before.get(c.type) != "True"
+        ):
+            events.append(Event("Warning", c.reason, c.message))
+    return events
 
 
 def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
@@ -100,8 +226,8 @@ def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
         deleting.add(s.sandbox_id)
         plan.delete.append((s, why))
 
-    # Beyond replicas: scale down, highest index first.
-    for index in sorted((i for i in slots if i >= desired), reverse=True):
+    # Beyond the wanted slots (scaled down or retired): remove, highest index first.
+    for index in sorted((i for i in slots if i not in obs.wanted_hashes), reverse=True):
         for s in slots.pop(index):
             retire(s, "ScaledDown")
     # Failed health: replace regardless of availability (it is not available anyway).
@@ -134,11 +260,13 @@ def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
     total = len(remaining) + len(obs.creating)
     available = sum(1 for s in remaining if _ready(s, obs))
     floor = desired - unavailable
-    outdated_slots = {s.index for s in remaining if not _current(s, obs) and s.index < desired}
+    outdated_slots = {
+        s.index for s in remaining if not _current(s, obs) and s.index in obs.wanted_hashes
+    }
     # Fill empty slots first, then surge into outdated ones; never above replicas + maxSurge.
     missing = [
         i
-        for i in range(desired)
+        for i in sorted(obs.wanted_hashes)
         if i not in obs.creating and not any(_current(s, obs) for s in remaining if s.index == i)
     ]
     empty = [i for i in missing if i not in outdated_slots]
@@ -206,19 +334,26 @@ def _expiring(s: ObservedSandbox, obs: Observation) -> bool:
     return left < timedelta(seconds=obs.spec.timeout_seconds * KEEPALIVE_FRACTION)
 
 
-def _status(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> E2BDeploymentStatus:
+def _status(
+    obs: Observation, memory: Memory, plan: Plan
+) -> tuple[E2BDeploymentStatus, tuple[tuple[int, int, int], datetime]]:
+    """The status, and the progress mark: (generation, ready, updated ready) and since when
+    (a change in any of them is progress; replacing sandboxes that never become ready is not)."""
     spec = obs.spec
+    live = [s for s in obs.sandboxes if s.index >= 0]
     gone = {s.sandbox_id for s, _ in plan.delete}
     kept = [s for s in live if s.sandbox_id not in gone]
-    ready = [s for s in kept if _ready(s, obs) and s.index < spec.replicas]
+    ready = [s for s in kept if _ready(s, obs) and s.index in obs.wanted_hashes]
     updated = [s for s in kept if _current(s, obs)]
     updated_ready = [s for s in ready if _current(s, obs)]
     unhealthy = [s for s in live if _unhealthy(obs.health.get(s.sandbox_id, Health()))]
     previous = obs.previous or E2BDeploymentStatus()
-    wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, plan)
+    key = (obs.generation, len(ready), len(updated_ready))
+    since = memory.progress_at if key == memory.progress_key and memory.progress_at else obs.now
+    wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, plan, since)
     phase = _phase(obs, wants)
     entries = [_entry(s, obs, plan, gone) for s in sorted(live, key=_order)]
-    return E2BDeploymentStatus(
+    status = E2BDeploymentStatus(
         observed_generation=obs.generation,
         phase=phase,
         replicas=len(kept),
@@ -232,6 +367,7 @@ def _status(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> E2BDep
         conditions=merge(previous.conditions, wants, generation=obs.generation, now=obs.now),
         sandboxes=entries,
     )
+    return status, (key, since)
 
 
 def _conditions(
@@ -240,14 +376,16 @@ def _conditions(
     updated_ready: int,
     unhealthy: list[ObservedSandbox],
     plan: Plan,
+    progress_since: datetime,
 ) -> list[Want]:
     spec = obs.spec
     desired = spec.replicas
-    problem = obs.problem or _template_problem(obs)
+    problem = obs.problem or obs.backend_error or _template_problem(obs)
     converged = (
         updated_ready == desired and existing == desired and not plan.create and not obs.creating
     )
-    if problem is None and not converged and not spec.paused and _past_deadline(obs):
+    late = (obs.now - progress_since).total_seconds() > spec.progress_deadline_seconds
+    if problem is None and not converged and not spec.paused and late:
         problem = Problem(
             "ProgressDeadlineExceeded",
             f"no progress in {spec.progress_deadline_seconds}s "
@@ -295,12 +433,6 @@ def _conditions(
     else:
         degraded = Want("Degraded", False, "Healthy", "")
     return [ready, reconciling, stalled_want, degraded]
-
-
-def _past_deadline(obs: Observation) -> bool:
-    if obs.progress_since is None:
-        return False
-    return (obs.now - obs.progress_since).total_seconds() > obs.spec.progress_deadline_seconds
 
 
 def _template_problem(obs: Observation) -> Problem | None:

@@ -1,9 +1,9 @@
 """Health of one sandbox across checks: startup probing, consecutive failures, transitions.
 
 Until its first check passes a sandbox is *starting*: it is checked on a fast schedule
-(STARTUP_FIRST_DELAY seconds, doubling up to the interval), as a Kubernetes startupProbe
-does, and its failures do not count toward the failure threshold; after that, every
-`interval` seconds.
+(STARTUP_FIRST_DELAY seconds, then STARTUP_PERIOD), as a Kubernetes startupProbe does, and
+its failures do not count toward the failure threshold; after that, every `interval`
+seconds. A check runs a command in the sandbox (envd), not a call to E2B's control plane.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 STARTUP_FIRST_DELAY = 0.25
+STARTUP_PERIOD = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Health:
         """Seconds between this check and the next."""
         if self.passed:
             return interval
-        return min(interval, STARTUP_FIRST_DELAY * 2 ** max(self.checks - 1, 0))
+        return min(interval, STARTUP_FIRST_DELAY if self.checks <= 1 else STARTUP_PERIOD)
 
     def wait(self, now: datetime, interval: float) -> float:
         """Seconds until the next check is due (<= 0: due now)."""

@@ -9,6 +9,7 @@ Names may be seed-style ids: `python_base` is `python-base`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -97,7 +98,7 @@ class Templates:
         """Every template in the namespace, by name."""
         return [E2BTemplate.from_wire(o) for o in await self.objects.list(PLURAL)]
 
-    async def search(self, query: str) -> list[E2BTemplate]:
+    async def search(self, query: str) -> builtins.list[E2BTemplate]:  # `list` is a method here
         """Templates matching every word of `query`."""
         return [t for t in await self.list() if matches(t, query)]
 

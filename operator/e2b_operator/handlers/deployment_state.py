@@ -1,0 +1,34 @@
+"""What one deployment's loop keeps between passes: its memory and its observation caches."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ..reconcile.deployment import Memory
+from ..reconcile.expectations import Expectations
+from ..reconcile.health import Health
+from .status import StatusWriter
+from .wakeups import Waker
+
+
+@dataclass
+class LoopState:
+    """Lost on restart by design: sandboxes are listed again, health is read from status."""
+
+    waker: Waker = field(default_factory=Waker)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    memory: Memory = field(default_factory=Memory)
+    """The reducer's memory (reconcile.deployment.decide returns the next one)."""
+    expectations: Expectations = field(default_factory=Expectations)
+    """Creates and deletes the listing may not show yet."""
+    health: dict[str, Health] = field(default_factory=dict)
+    """Each sandbox's health-check tally (observed by running the hook)."""
+    nonces: dict[int, str] = field(default_factory=dict)
+    """Per slot: the idempotency nonce of a create that may be retried."""
+    creating: set[int] = field(default_factory=set)
+    """Slots whose create is in flight."""
+    generation: int | None = None
+    """The generation the loop last saw (watch events of other changes do not wake it)."""
+    seeded: bool = False
+    writer: StatusWriter | None = None

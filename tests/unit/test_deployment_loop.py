@@ -1,0 +1,201 @@
+"""The E2BDeployment loop (observe -> decide -> act -> write) over a fake backend: no I/O."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from e2b_operator.api import E2BTemplateSpec
+from e2b_operator.handlers import deployments
+from e2b_operator.handlers.context import Services, TemplateEntry
+from e2b_operator.handlers.kube import SecretMissing
+from e2b_operator.handlers.lister import SandboxLister
+from e2b_operator.handlers.settings import Settings
+from e2b_operator.handlers.status import StatusWriter
+from e2b_operator.reconcile.deployment import TemplateView
+from e2b_operator.reconcile.observed import CommandOutcome, ObservedSandbox
+from e2b_operator.sandboxes.errors import BackendError
+
+UID = "uid-1"
+
+
+@dataclass
+class FakeBackend:
+    """Sandboxes in a dict; the health hook passes where `healthy` says so."""
+
+    sandboxes: dict[str, ObservedSandbox] = field(default_factory=dict)
+    healthy: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    fail_creates: int = 0
+    ids: Any = field(default_factory=lambda: itertools.count())
+
+    async def list(self, metadata: dict[str, str]) -> list[ObservedSandbox]:
+        self.calls.append("list")
+        return [s for s in self.sandboxes.values() if metadata.items() <= s.metadata.items()]
+
+    async def create(self, template: str, *, metadata: dict[str, str], **_: Any) -> str:
+        self.calls.append("create")
+        if self.fail_creates:
+            self.fail_creates -= 1
+            raise BackendError("ServiceUnavailable", "E2B answered 503")
+        sid = f"s{next(self.ids)}"
+        now = datetime.now(UTC)
+        self.sandboxes[sid] = ObservedSandbox(sid, "running", dict(metadata), started_at=now)
+        self.healthy.add(sid)
+        return sid
+
+    async def write_files(self, sandbox_id: str, files: dict[str, str]) -> None:
+        self.calls.append("write_files")
+
+    async def start(self, sandbox_id: str, command: str, **_: Any) -> int:
+        self.calls.append("start")
+        return 1
+
+    async def run(self, sandbox_id: str, command: str, **_: Any) -> CommandOutcome:
+        self.calls.append("run")
+        return CommandOutcome(0 if sandbox_id in self.healthy else 1, stderr="down")
+
+    async def kill(self, sandbox_id: str) -> bool:
+        self.calls.append("kill")
+        return self.sandboxes.pop(sandbox_id, None) is not None
+
+    async def set_timeout(self, sandbox_id: str, timeout: int) -> None:
+        self.calls.append("set_timeout")
+
+
+@dataclass
+class FakeKube:
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Any) -> None:
+        self.statuses.append(status)
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        raise SecretMissing(f"Secret {namespace}/{name} does not exist")
+
+
+def template_entry() -> TemplateEntry:
+    tspec = E2BTemplateSpec.from_wire(
+        {
+            "type": "pythonBase",
+            "files": {"mainScript": "print(1)"},
+            "hooks": {"healthCheck": "test -f /tmp/up"},
+        }
+    )
+    view = TemplateView("app", ready=True, template_id="tpl", spec_hash="h")
+    return TemplateEntry(view, tspec)
+
+
+class Loop:
+    """One deployment's loop state driven pass by pass."""
+
+    def __init__(self, replicas: int = 2, **spec: Any) -> None:
+        self.backend, self.kube, self.events = FakeBackend(), FakeKube(), []
+        self.services = Services(
+            kube=self.kube,  # type: ignore[arg-type]
+            backend=self.backend,  # type: ignore[arg-type]
+            builds=None,  # type: ignore[arg-type]
+            settings=Settings(),
+            templates={("ns", "app"): [template_entry()]},
+            post=lambda _body, event: self.events.append(event),
+        )
+        self.services.lister = SandboxLister(
+            self.backend,  # type: ignore[arg-type]
+            period=1,
+            max_period=1,
+            changed=self.services.poke_deployment,
+        )
+        self.body = kopf.Body(
+            {
+                "apiVersion": "e2b.dev/v1alpha1",
+                "kind": "E2BDeployment",
+                "metadata": {"name": "web", "namespace": "ns", "uid": UID, "generation": 1},
+                "spec": {"templateRef": {"name": "app"}, "replicas": replicas, **spec},
+            }
+        )
+        self.target = deployments.Target("ns", "web", UID)
+        self.state = self.services.deployment_state(UID)
+        self.state.writer = StatusWriter(self.kube, "e2bdeployments", "ns", "web")  # type: ignore[arg-type]
+
+    async def step(self) -> float:
+        assert self.services.lister is not None
+        await self.services.lister.refresh()
+        return await deployments.reconcile(self.services, self.target, self.body, self.state)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.state.writer.last if self.state.writer else {}
+
+
+async def test_creates_checks_and_reports_ready_in_two_passes() -> None:
+    loop = Loop(replicas=2)
+    assert await loop.step() == 0.0  # acted: look again at once
+    assert loop.backend.calls.count("create") == 2
+    assert loop.backend.calls.count("run") == 2  # each new sandbox is checked right away
+    assert [e.reason for e in loop.events] == ["Created"]
+    wait = await loop.step()
+    assert loop.status["readyReplicas"] == 2 and loop.status["phase"] == "Available"
+    assert 29 < wait <= 30  # the next health check, one interval after the first
+    lists = loop.backend.calls.count("list")
+    assert lists == 2  # the shared listing only: one per refresh, none per deployment
+
+
+async def test_a_vanished_sandbox_wakes_the_loop_and_is_replaced() -> None:
+    loop = Loop(replicas=1)
+    await loop.step()
+    await loop.step()
+    (sid,) = loop.backend.sandboxes
+    del loop.backend.sandboxes[sid]  # killed outside the operator
+    await loop.services.lister.refresh()  # type: ignore[union-attr]
+    assert loop.state.waker._event.is_set()  # the listing noticed and woke the loop
+    await loop.step()
+    assert len(loop.backend.sandboxes) == 1 and sid not in loop.backend.sandboxes
+
+
+async def test_a_starting_sandbox_is_checked_fast_and_not_replaced() -> None:
+    loop = Loop(replicas=1)
+    loop.backend.healthy.clear()
+    loop.backend.create = _unhealthy_create(loop.backend)  # type: ignore[method-assign]
+    await loop.step()
+    waits = [await loop.step() for _ in range(3)]
+    assert all(w <= 1.0 for w in waits), waits  # startup probing, not the 30 s interval
+    assert loop.backend.calls.count("kill") == 0
+    assert loop.status["sandboxes"][0]["phase"] == "Starting"
+
+
+async def test_failed_creates_ramp_and_back_off() -> None:
+    loop = Loop(replicas=3)
+    loop.backend.fail_creates = 3
+    wait = await loop.step()
+    assert wait > 0 and loop.state.memory.ramp == 1
+    assert any(e.type == "Warning" and e.reason == "ServiceUnavailable" for e in loop.events)
+    await loop.step()
+    assert loop.backend.calls.count("create") == 4  # then one at a time
+
+
+async def test_a_missing_secret_stalls_without_touching_sandboxes() -> None:
+    loop = Loop(
+        replicas=1,
+        env=[{"name": "K", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}],
+    )
+    wait = await loop.step()
+    assert loop.backend.calls.count("create") == 0
+    stalled = {c["type"]: c for c in loop.status["conditions"]}["Stalled"]
+    assert stalled["status"] == "True" and stalled["reason"] == "SecretNotFound"
+    assert wait == Settings().error_backoff_max_seconds
+    assert [e.reason for e in loop.events] == ["SecretNotFound"]
+
+
+def _unhealthy_create(backend: FakeBackend) -> Any:
+    create = FakeBackend.create
+
+    async def wrapped(template: str, **kw: Any) -> str:
+        sid = await create(backend, template, **kw)
+        backend.healthy.discard(sid)
+        return sid
+
+    return wrapped
