@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from support import apply, condition, deployment, get, is_true, template, wait_condition, wait_for
 
 
@@ -37,3 +39,24 @@ def test_delete_waits_while_a_deployment_uses_it(kube, namespace, operator) -> N
     assert "user" in held["status"]["message"]
     kube.kubectl("-n", namespace, "delete", "e2bd", "user", "--timeout=60s")
     kube.kubectl("-n", namespace, "wait", "--for=delete", "e2bt/shared", "--timeout=60s")
+
+
+def test_fields_e2b_cannot_honour_are_a_condition_and_warning_and_the_build_completes(
+    kube, namespace, operator
+) -> None:
+    apply(kube, namespace, template("gpu", requirements={"gpuEnabled": True}))
+    obj = wait_condition(kube, namespace, "e2bt", "gpu", "Ready", 120, operator.tail)
+    ignored = condition(obj, "FieldsIgnored")
+    assert ignored["status"] == "True" and ignored["reason"] == "UnsupportedByBackend"
+    assert ignored["message"].startswith("requirements.gpuEnabled: E2B sandboxes have no GPU")
+    assert obj["status"]["templateID"]
+
+    def warned() -> list[dict]:
+        out = kube.kubectl(
+            "-n", namespace, "get", "events", "-o", "json",
+            "--field-selector", "involvedObject.name=gpu,reason=FieldsIgnored",
+        ).stdout  # fmt: skip
+        return [e for e in json.loads(out)["items"] if e["type"] == "Warning"]
+
+    event = wait_for(warned, 30, "a FieldsIgnored Warning event", operator.tail)[0]
+    assert "requirements.gpuEnabled" in event["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from e2b_operator.api import E2BExecutionSpec, problems
+from e2b_operator.api import E2BExecutionSpec, Hooks, problems
 from e2b_operator.api.execution import RESULT_MAX_BYTES, TAIL_CHARS
 from e2b_operator.reconcile import execution as rx
 from e2b_operator.reconcile.deployment import TemplateView
@@ -95,3 +95,25 @@ def test_picks() -> None:
     assert rx.pick_template(TemplateView("t", ready=False), "t").waiting
     assert rx.pick_template(TemplateView("t", ready=False, failed=True), "t").final
     assert rx.pick_template(TemplateView("t", ready=True, template_id="tid"), "t").template_id
+
+
+def test_a_health_check_hook_run_succeeds_on_exit_zero_whatever_it_prints() -> None:
+    spec = SPEC.model_copy(update={"hook": "healthCheck"})
+    hooks = Hooks(health_check="curl -f http://localhost:8080/health || exit 1")
+    assert rx.command("python3.11", spec, hooks) == (
+        "timeout --kill-after=5 60 bash -c 'curl -f http://localhost:8080/health || exit 1'"
+    )
+    assert rx.command("python3.11", spec).endswith(" bash -c true")  # no hook: reachable
+    ok = rx.outcome_status(running(), spec, CommandOutcome(0, "OK", ""), 1, NOW)
+    assert (ok.phase, ok.reason, ok.message) == (
+        "Succeeded",
+        "Completed",
+        "healthCheck hook passed",
+    )
+    bad = rx.outcome_status(running(), spec, CommandOutcome(7, "", "refused"), 1, NOW)
+    assert (bad.phase, bad.message) == ("Failed", "healthCheck hook exited 7: refused")
+    assert problems(
+        "E2BExecution",
+        {"apiVersion": "e2b.dev/v1alpha1", "kind": "E2BExecution", "metadata": {"name": "x"},
+         "spec": {"deploymentRef": {"name": "d"}, "hook": "preStart"}},
+    )  # fmt: skip

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from e2b_operator.api import E2BTemplateSpec, E2BTemplateStatus
+from e2b_operator.reconcile.capabilities import unhonoured
 from e2b_operator.reconcile.observed import BuildProgress, Problem
 from e2b_operator.reconcile.recipe import RecipeError, recipe, spec_hash
 from e2b_operator.reconcile.template import TemplateObservation, decide_template
@@ -98,3 +99,23 @@ def test_spec_error_fails_without_building() -> None:
     plan = decide_template(observe(spec_error="spec.files: path leaves /app"))
     assert plan.action == "none" and plan.status.phase == "Failed"
     assert plan.status.build_id is None
+
+
+def test_fields_the_backend_cannot_honour_are_a_condition_while_the_build_goes_on() -> None:
+    req = SPEC.requirements.model_copy(update={"gpu_enabled": True, "storage_gb": 50})
+    ignored = unhonoured(SPEC.model_copy(update={"requirements": req}))
+    fields = [m.split(":")[0] for m in ignored]
+    assert fields == ["requirements.gpuEnabled", "requirements.storageGB"]
+    assert unhonoured(SPEC) == ()
+    plan = decide_template(observe(ignored=ignored))
+    assert plan.action == "build"
+    cond = {c.type: c for c in plan.status.conditions}["FieldsIgnored"]
+    assert cond.status == "True" and cond.reason == "UnsupportedByBackend"
+    assert "gpuEnabled: E2B sandboxes have no GPU" in cond.message and "50 GiB" in cond.message
+    prev = E2BTemplateStatus(spec_hash=spec_hash(SPEC), build_id="b1", template_id="t1")
+    ready = decide_template(
+        observe(ignored=ignored[:1], previous=prev, build=BuildProgress("t1", "b1", "ready"))
+    )
+    assert ready.status.phase == "Ready"
+    assert {c.type: c.message for c in ready.status.conditions}["FieldsIgnored"] == ignored[0]
+    assert "FieldsIgnored" not in {c.type for c in decide_template(observe()).status.conditions}

@@ -47,6 +47,10 @@ class E2BExecutionSpec(K8sModel):
     """Run in this sandbox of deploymentRef (it must be ready) instead of any ready one."""
     input: dict[str, Any] = Field(default_factory=dict)
     """JSON object given to the main script as argv[1]."""
+    hook: Literal["healthCheck"] | None = None
+    """Run this hook of the template (hooks.healthCheck) instead of the main script, e.g.
+    for an on-demand health check of one sandbox; input is ignored, any output is fine and
+    the run succeeds when the hook exits 0."""
     timeout_seconds: int = Field(default=60, ge=1, le=3600)
     """Seconds the script may run (1-3600); it is killed after that and the run fails."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=31536000)

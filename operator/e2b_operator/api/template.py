@@ -51,9 +51,11 @@ class Requirements(K8sModel):
     memory_mb: int = Field(default=1024, ge=128, le=65536, alias="memoryMB")
     """Memory per sandbox in MiB (128-65536)."""
     storage_gb: int = Field(default=1, ge=1, le=1024, alias="storageGB")
-    """Disk per sandbox in GiB (1-1024)."""
+    """Disk per sandbox in GiB (1-1024). E2B gives the disk of the team's plan (10 GiB on
+    Hobby); more is reported as condition FieldsIgnored and a Warning event."""
     gpu_enabled: bool = False
-    """Request a GPU for the sandbox."""
+    """Request a GPU for the sandbox. E2B has none: the template reports condition
+    FieldsIgnored and a Warning event, and is built for CPU."""
     network_access: bool = True
     """Allow outbound network access from the sandbox."""
     python_packages: list[Package] = Field(default_factory=list, max_length=256)
@@ -268,7 +270,8 @@ class E2BTemplateStatus(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """metadata.generation last reconciled."""
     conditions: Conditions = Field(default_factory=list)
-    """Ready, Reconciling, Stalled and Built conditions."""
+    """Ready, Reconciling, Stalled and Built conditions, and FieldsIgnored (True) naming spec
+    fields the backend cannot honour, e.g. gpuEnabled on E2B."""
     template_id: str | None = Field(default=None, max_length=253, alias="templateID")
     """E2B template ID of the current build."""
     build_id: str | None = Field(default=None, max_length=253, alias="buildID")

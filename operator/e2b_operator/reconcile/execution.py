@@ -6,11 +6,12 @@ Pure functions over plain records; the handler does the I/O.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..api import E2BExecutionSpec, E2BExecutionStatus
+from ..api import E2BExecutionSpec, E2BExecutionStatus, Hooks
 from ..api.execution import RESULT_MAX_BYTES, TAIL_CHARS
 from ..api.layout import main_shell
 from .conditions import Want, merge
@@ -49,8 +50,11 @@ def target_text(spec: E2BExecutionSpec) -> str:
     return f"template/{spec.template_ref.name}"
 
 
-def pick_in_deployment(deployment: dict[str, Any] | None, name: str, pinned: str | None) -> Pick:
-    """A ready sandbox of the deployment (the pinned one, if any)."""
+def pick_in_deployment(
+    deployment: dict[str, Any] | None, name: str, pinned: str | None, unhealthy_ok: bool = False
+) -> Pick:
+    """A ready sandbox of the deployment (the pinned one, if any); with unhealthy_ok (a
+    health check hook run) a running sandbox that failed its checks will do too."""
     if deployment is None:
         return Pick(
             reason="DeploymentNotFound", message=f"E2BDeployment {name!r} not found", final=True
@@ -60,7 +64,8 @@ def pick_in_deployment(deployment: dict[str, Any] | None, name: str, pinned: str
     ready = [
         s
         for s in sorted(entries, key=lambda s: s.get("index", 0))
-        if s.get("phase") == "Running" and s.get("healthy") is not False
+        if (s.get("phase") == "Running" and s.get("healthy") is not False)
+        or (unhealthy_ok and s.get("phase") in ("Running", "Unhealthy"))
     ]
     if pinned:
         if not any(s.get("sandboxID") == pinned for s in entries):
@@ -100,11 +105,14 @@ def pick_template(view: TemplateView | None, name: str) -> Pick:
     return Pick(reason="WaitingForTemplate", message=f"waiting for E2BTemplate {name!r} to build")
 
 
-def command(runtime: str, spec: E2BExecutionSpec) -> str:
-    """The main script with the input as argv[1], killed after timeoutSeconds."""
-    return f"timeout --kill-after={KILL_GRACE_SECONDS} {spec.timeout_seconds} " + main_shell(
-        runtime, json.dumps(spec.input)
-    )
+def command(runtime: str, spec: E2BExecutionSpec, hooks: Hooks | None = None) -> str:
+    """The main script with the input as argv[1] (or the hook spec.hook names; `true` when
+    the template has none), killed after timeoutSeconds."""
+    limit = f"timeout --kill-after={KILL_GRACE_SECONDS} {spec.timeout_seconds} "
+    if spec.hook:
+        hook = (hooks.health_check if hooks else None) or "true"
+        return limit + shlex.join(["bash", "-c", hook])
+    return limit + main_shell(runtime, json.dumps(spec.input))
 
 
 def command_timeout(spec: E2BExecutionSpec) -> float:
@@ -186,13 +194,16 @@ def outcome_status(
 ) -> E2BExecutionStatus:
     """The final status from the command's outcome (`extra`: more status fields)."""
     ok_json, value = parse_output(outcome.stdout)
+    what = f"{spec.hook} hook" if spec.hook else "main script"
     if outcome.exit_code in TIMEOUT_EXIT_CODES:
         phase, reason = "Failed", "Timeout"
-        message = f"main script did not finish in {spec.timeout_seconds}s and was killed"
+        message = f"{what} did not finish in {spec.timeout_seconds}s and was killed"
     elif outcome.exit_code != 0 or outcome.error:
         phase, reason = "Failed", "NonZeroExit"
         last = (outcome.stderr.strip().splitlines() or [outcome.error or ""])[-1]
-        message = f"main script exited {outcome.exit_code}: {last}"[:1024]
+        message = f"{what} exited {outcome.exit_code}: {last}"[:1024]
+    elif spec.hook:
+        phase, reason, message = "Succeeded", "Completed", f"{what} passed"
     elif not ok_json:
         phase, reason = "Failed", "InvalidOutput"
         message = "main script exited 0 but its stdout is not JSON"

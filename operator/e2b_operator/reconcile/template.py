@@ -26,6 +26,9 @@ class TemplateObservation:
     """A failed E2B call: retried later, the spec is not to blame."""
     spec_error: str | None = None
     """Why the spec cannot be built: the user has to change it."""
+    ignored: tuple[str, ...] = ()
+    """Fields the backend cannot honour (capabilities.unhonoured): the build goes on, and
+    condition FieldsIgnored names them."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def _plan(
         Want("Stalled", failed, reason if failed else "NotStalled", message if failed else ""),
         Want("Built", ready, reason, message),
     ]
+    if obs.ignored:
+        wants.append(Want("FieldsIgnored", True, "UnsupportedByBackend", "; ".join(obs.ignored)))
     build = obs.build
     logs = list(build.logs[-LOG_TAIL:]) if build and failed else []
     rejected = obs.spec_error is not None
