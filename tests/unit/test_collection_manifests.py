@@ -15,7 +15,7 @@ PACKAGES = {  # what the seed's descriptions promise, installed at build
     "node-base": ([], ["lodash", "axios", "dayjs", "zod"]),
     "trading-agent": (["numpy", "pandas"], []),
     "claude-flow-swarm": ([], []),
-    "claude-flow-neural": (["numpy", "pandas"], []),
+    "claude-flow-neural": ([], []),
     "claude-code-sparc": ([], ["@anthropic-ai/claude-code"]),
     "claude-code-reviewer": (["pyflakes", "mccabe", "bandit"], ["@anthropic-ai/claude-code"]),
 }

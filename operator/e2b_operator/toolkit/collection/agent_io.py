@@ -81,12 +81,26 @@ def call_claude(prompt: str, model: str, max_tokens: int = 2048, timeout: float 
     return "".join(part.get("text", "") for part in reply["content"])
 
 
+def claude_cli() -> str | None:
+    """The Claude Code CLI (`@anthropic-ai/claude-code`, installed by the template), if any."""
+    return shutil.which("claude") or shutil.which("claude", path=LOCAL_BIN)
+
+
+def claude_code_version() -> str | None:
+    """`claude --version`, or None when Claude Code is not installed."""
+    cli = claude_cli()
+    if cli is None:
+        return None
+    proc = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() or None
+
+
 def claude_code(
     prompt: str, model: str, cwd: str | None = None, timeout: float = 600
 ) -> str | None:
     """One non-interactive Claude Code run (`claude -p`), the template's installed CLI;
     None when the CLI is not installed."""
-    cli = shutil.which("claude") or shutil.which("claude", path=LOCAL_BIN)
+    cli = claude_cli()
     if cli is None:
         return None
     cmd = [cli, "-p", prompt, "--model", model, "--output-format", "text"]

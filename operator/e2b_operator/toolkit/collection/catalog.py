@@ -93,11 +93,10 @@ def claude_flow_neural() -> TemplateBuilder:
         )
         .set_type(TemplateType.CLAUDE_FLOW_NEURAL)
         .set_metadata(
-            description="Pattern recognition: trains a logistic regression or perceptron "
-            "(numpy) on a series and predicts its next move; GPU-accelerated where available",
+            description="Pattern recognition: trains a pure-Python logistic regression or "
+            "perceptron on a series and predicts its next move",
             tags=["claude-flow", "neural", "pattern-recognition"],
         )
-        .set_requirements(python_packages=DATA_SCIENCE)
         .set_claude_flow_config(swarm_topology="star", enable_neural=True, enable_memory=True)
         .use_collection_script("claude_flow_neural.py")
     )

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent_io import call_claude, claude_code, run_main
+from agent_io import call_claude, claude_code, claude_code_version, run_main
 
 PHASES = ("specification", "pseudocode", "architecture", "refinement", "completion")
 
@@ -344,7 +344,13 @@ def run(config: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown phases {unknown}: use {', '.join(PHASES)}")
     shown = {k: v for k, v in phases.items() if k in wanted or k == "completion"}
-    return {"template": "claude_code_sparc", "mode": mode, "phases": wanted, **shown}
+    return {
+        "template": "claude_code_sparc",
+        "mode": mode,
+        "claude_code": claude_code_version(),
+        "phases": wanted,
+        **shown,
+    }
 
 
 def completed(result: dict) -> bool:

@@ -285,7 +285,7 @@ def load_bars(symbol: str, config: dict) -> tuple[list[dict], str]:
     if source == "yahoo":
         try:
             return yahoo_bars(symbol, config.get("period", "6mo")), source
-        except OSError as exc:
+        except (OSError, ValueError, LookupError, TypeError) as exc:
             source = f"synthetic (yahoo unreachable: {exc})"
     return synthetic_bars(symbol, config["bars"], config["seed"]), source
 
