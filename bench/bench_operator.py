@@ -362,6 +362,7 @@ class Bench:
     sizes: Sizes
     results: Results
     log: Callable[[str], None]
+    template_ids: dict[str, str] = field(default_factory=dict)
 
     async def create(self, obj: Obj) -> None:
         plural = DEPLOYMENTS if obj["kind"] == "E2BDeployment" else TEMPLATES
@@ -384,6 +385,7 @@ class Bench:
             )
             if is_true(obj, "Ready"):
                 self.log(f"template {name} Ready after {time.perf_counter() - started:.1f}s")
+                self.template_ids[name] = obj["status"]["templateID"]
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"template {name} not Ready after {timeout}s: {obj.get('status')}")
@@ -498,7 +500,7 @@ class Bench:
             self,
             f"0 -> {n} replicas",
             took,
-            partial(bench_responsiveness.sdk_creates, self, TEMPLATE, n),
+            partial(bench_responsiveness.sdk_creates, self, self.template_ids[TEMPLATE], n),
             0.8,
         )
 
@@ -525,7 +527,9 @@ class Bench:
             self,
             f"{len(names)} deployments",
             took,
-            partial(bench_responsiveness.sdk_creates, self, TEMPLATE, len(names)),
+            partial(
+                bench_responsiveness.sdk_creates, self, self.template_ids[TEMPLATE], len(names)
+            ),
             0.6,
         )
 

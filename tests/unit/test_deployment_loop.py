@@ -156,6 +156,17 @@ async def test_a_vanished_sandbox_wakes_the_loop_and_is_replaced() -> None:
     assert len(loop.backend.sandboxes) == 1 and sid not in loop.backend.sandboxes
 
 
+async def test_a_sandbox_killed_before_any_listing_saw_it_is_replaced() -> None:
+    loop = Loop(replicas=1)
+    assert loop.services.lister is not None
+    await loop.services.lister.refresh()
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    (sid,) = loop.backend.sandboxes
+    del loop.backend.sandboxes[sid]  # gone before the lister ever listed it
+    await loop.step()  # this listing started after the create returned, and lacks it
+    assert len(loop.backend.sandboxes) == 1 and sid not in loop.backend.sandboxes
+
+
 async def test_a_starting_sandbox_is_checked_fast_and_not_replaced() -> None:
     loop = Loop(replicas=1)
     loop.backend.healthy.clear()

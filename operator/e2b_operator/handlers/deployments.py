@@ -140,7 +140,7 @@ async def observe(
     backend_error: Problem | None = None
     try:
         listed = await services.lister.sandboxes(target.uid)
-        sandboxes = state.expectations.apply(listed, time.monotonic())
+        sandboxes = state.expectations.apply(listed, time.monotonic(), services.lister.listed_at)
         known = {s.sandbox_id for s in sandboxes}
         state.health = {sid: h for sid, h in state.health.items() if sid in known}
         if tspec is not None and not spec.paused:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -44,6 +45,8 @@ class SandboxLister:
         self.changed = changed
         self.listings = 0
         self.failures = 0
+        self.listed_at: float | None = None
+        """time.monotonic() when the latest successful listing was asked for."""
         self.error: BackendError | None = None
         self._all: list[ObservedSandbox] = []
         self._by_uid: dict[str, list[ObservedSandbox]] = {}
@@ -60,12 +63,16 @@ class SandboxLister:
             except BackendError as exc:
                 delay = min(self.max_period, max(self.period, backoff(self.failures)))
                 log.warning("listing sandboxes failed (%s), next try in %.1fs", exc.message, delay)
+            except Exception:  # a bug here must not stop every deployment from seeing changes
+                log.exception("listing sandboxes failed unexpectedly")
+                delay = self.max_period
             self._poked.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), delay)
 
     async def refresh(self) -> None:
         """One listing now; wakes the deployments whose sandboxes changed."""
+        started = time.monotonic()
         try:
             listed = await self.backend.list({META_MANAGED_BY: MANAGED_BY})
         except BackendError as exc:
@@ -75,6 +82,8 @@ class SandboxLister:
             raise
         self.listings += 1
         self.failures = 0
+        self.listed_at = started
+        log.debug("listed %d sandboxes in %.3fs", len(listed), time.monotonic() - started)
         self.error = None
         by_uid: dict[str, list[ObservedSandbox]] = defaultdict(list)
         for s in listed:

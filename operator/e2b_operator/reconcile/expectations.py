@@ -1,7 +1,8 @@
 """Creates and deletes in flight, so a stale listing never over-creates or resurrects.
 
-A sandbox the operator created counts as present until a listing shows it (or a TTL
-passes); one it killed counts as gone until a listing stops showing it.
+A sandbox the operator created counts as present until a listing shows it, a listing that
+started after its create returned does not (it is gone: killed or crashed in between), or a
+TTL passes; one it killed counts as gone until a listing stops showing it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ class Expectations:
         self.created.pop(sandbox_id, None)
         self.deleted[sandbox_id] = now
 
-    def apply(self, listed: list[ObservedSandbox], now: float) -> list[ObservedSandbox]:
-        """The listing corrected by what is in flight; settled expectations are dropped."""
+    def apply(
+        self, listed: list[ObservedSandbox], now: float, listed_at: float | None = None
+    ) -> list[ObservedSandbox]:
+        """The listing (taken at `listed_at`, if known) corrected by what is in flight;
+        settled expectations are dropped."""
         seen = {s.sandbox_id for s in listed}
         for sid, (_, since) in list(self.created.items()):
-            if sid in seen or now - since > TTL_SECONDS:
+            later = listed_at is not None and listed_at > since
+            if sid in seen or later or now - since > TTL_SECONDS:
                 del self.created[sid]
         for sid, since in list(self.deleted.items()):
             if sid not in seen or now - since > TTL_SECONDS:

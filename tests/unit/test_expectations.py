@@ -1,0 +1,35 @@
+"""Creates and deletes in flight against listings taken before or after them."""
+
+from __future__ import annotations
+
+from e2b_operator.reconcile.expectations import TTL_SECONDS, Expectations
+from e2b_operator.reconcile.observed import ObservedSandbox
+
+
+def sbx(sid: str) -> ObservedSandbox:
+    return ObservedSandbox(sid, "running", {"instance-index": "0"})
+
+
+def test_a_created_sandbox_counts_until_a_later_listing_shows_it_or_not() -> None:
+    e = Expectations()
+    e.expect_created(sbx("a"), now=10.0)
+    # a listing asked for before the create returned cannot know it: still present
+    assert [s.sandbox_id for s in e.apply([], now=10.5, listed_at=9.9)] == ["a"]
+    # a listing asked for afterwards that does not show it: it is gone (killed meanwhile)
+    assert e.apply([], now=11.0, listed_at=10.2) == []
+    assert e.created == {}
+
+
+def test_without_a_listing_time_only_the_ttl_settles_a_create() -> None:
+    e = Expectations()
+    e.expect_created(sbx("a"), now=0.0)
+    assert [s.sandbox_id for s in e.apply([], now=TTL_SECONDS - 1)] == ["a"]
+    assert e.apply([], now=TTL_SECONDS + 1) == []
+
+
+def test_a_killed_sandbox_stays_gone_until_listings_drop_it() -> None:
+    e = Expectations()
+    e.expect_deleted("a", now=5.0)
+    assert e.apply([sbx("a")], now=5.5, listed_at=5.2) == []
+    assert e.deleted  # still listed: keep hiding it
+    assert e.apply([], now=6.0, listed_at=5.8) == [] and not e.deleted
