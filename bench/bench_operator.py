@@ -412,6 +412,15 @@ class Bench:
         """A sandbox killed outside the operator."""
         await bench_responsiveness.killed_sandbox(self, deployment_manifest, ready_with, percentile)
 
+    async def e2b_calls(self) -> dict[str, int]:
+        """Control-plane calls e2b-local answered so far, by route."""
+        e2b = self.stack.e2b
+        assert e2b is not None
+        async with httpx.AsyncClient(timeout=10) as http:
+            resp = await http.get(f"{e2b.url}/admin/calls", headers={"X-API-Key": e2b.api_key})
+            resp.raise_for_status()
+            return resp.json()
+
     async def sandbox_count(self) -> int:
         e2b = self.stack.e2b
         assert e2b is not None
@@ -569,10 +578,25 @@ class Bench:
         assert self.stack.operator is not None
         pid = self.stack.operator.pid
         before, cpu_before = await metrics.writes(), cpu_seconds(pid)
+        calls_before = await self.e2b_calls()
         await asyncio.sleep(self.sizes.idle_seconds)
         after, cpu = await metrics.writes(), cpu_seconds(pid) - cpu_before
+        calls = {k: v - calls_before.get(k, 0) for k, v in (await self.e2b_calls()).items()}
+        per_minute = {k: v * 60 / self.sizes.idle_seconds for k, v in calls.items() if v}
+        deployments = len([n for n in self.tracker.history if n not in self.tracker.gone])
+        self.results.add(
+            f"E2B control-plane calls at idle ({deployments} deployments)",
+            f"{sum(per_minute.values()):.0f}/min",
+            "one listing per period",
+            None,
+        )
         self.results.notes.append(
-            f"operator CPU during idle: {cpu:.2f} s (health checks every 5 s keep it busy)"
+            "idle E2B calls per minute: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in sorted(per_minute.items()))
+        )
+        self.results.notes.append(
+            f"operator CPU during idle: {cpu:.2f} s in {self.sizes.idle_seconds:.0f} s "
+            f"({100 * cpu / self.sizes.idle_seconds:.0f} % of one core; health checks every 5 s)"
         )
         delta = {k: after.get(k, 0) - v for k, v in before.items()}
         delta.update({k: v for k, v in after.items() if k not in before})

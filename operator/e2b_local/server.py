@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class LocalE2B:
         layer_cache: Path | None = None,
     ) -> None:
         self.api_key = api_key
+        self.calls: Counter[str] = Counter()
         self.faults = faults or Faults()
         self.caps = isolation.probe()
         if not self.caps.usable:
@@ -62,6 +64,7 @@ class LocalE2B:
                 *self.cp.routes(),
                 Route("/admin/faults", self.faults.admin, methods=["GET", "POST", "DELETE"]),
                 Route("/admin/host", self._host_info, methods=["GET"]),
+                Route("/admin/calls", self._calls, methods=["GET"]),
             ],
             exception_handlers=handlers,  # type: ignore[arg-type]
         )
@@ -86,6 +89,11 @@ class LocalE2B:
     async def _file_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FileError)
         return error(exc.code, exc.message)
+
+    async def _calls(self, request: Request) -> Response:
+        """Control-plane calls answered since start, by method and route (what E2B would
+        count against a team's rate limits)."""
+        return JSONResponse(dict(sorted(self.calls.items())))
 
     async def _host_info(self, request: Request) -> Response:
         """Where this server keeps its sandboxes on the host (for operators and tests)."""
@@ -137,6 +145,7 @@ class LocalE2B:
             await error(401, "Invalid API key")(scope, receive, send)
             return
         if not path.startswith("/admin/"):
+            self.calls[_route(scope["method"], path)] += 1
             injected = await self.faults.intercept(path)
             if injected is not None:
                 await injected(scope, receive, send)
@@ -190,3 +199,13 @@ class LocalE2B:
                 await self.runtime.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _route(method: str, path: str) -> str:
+    """`GET /sandboxes/{id}` for `GET /sandboxes/i3f2...`: ids elided, versions (v2) kept."""
+    parts = [
+        p if p.isalpha() or (p[0] == "v" and p[1:].isdigit()) else "{id}"
+        for p in path.strip("/").split("/")
+        if p
+    ]
+    return f"{method} /{'/'.join(parts)}"

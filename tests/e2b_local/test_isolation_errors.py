@@ -216,3 +216,16 @@ async def test_concurrency_limit_answers_429(tmp_path: Path) -> None:
     finally:
         stop_server(server)
     assert not leftovers(server)
+
+
+def test_admin_calls_counts_control_plane_calls_by_route(local: LocalServer) -> None:
+    calls = f"{local.url}/admin/calls"
+    assert httpx.get(calls).status_code == 401
+    key = {"X-API-Key": local.api_key}
+    before = httpx.get(calls, headers=key).json()
+    s = Sandbox.create(**local.kw)
+    Sandbox.get_info(s.sandbox_id, **local.kw)
+    s.kill()
+    after = httpx.get(calls, headers=key).json()
+    grew = {k for k in after if after[k] > before.get(k, 0)}
+    assert {"POST /v2/sandboxes", "GET /sandboxes/{id}", "DELETE /sandboxes/{id}"} <= grew, after
