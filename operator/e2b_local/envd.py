@@ -11,12 +11,15 @@ import asyncio
 import base64
 import contextlib
 import errno
+import fcntl
 import grp
 import os
 import posixpath
 import secrets
 import signal
 import stat as st
+import struct
+import termios
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.parser import BytesParser
@@ -71,6 +74,31 @@ class EnvdBase:
             return sbx.runtime.user(name)
         except KeyError as e:
             raise ConnectError(Code.INVALID_ARGUMENT, f"user '{name}' does not exist") from e
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    """Write without blocking the event loop (a process may not read its input for a while;
+    a terminal's master shares its non-blocking flag with the output reader)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    writable = asyncio.Event()
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            writable.clear()
+            loop.add_writer(fd, writable.set)
+            try:
+                await writable.wait()
+            finally:
+                loop.remove_writer(fd)
+
+
+def _pty_size(pty: ppb.PTY | None) -> tuple[int, int]:
+    """(rows, cols) of a PTY request, 24x80 if unset."""
+    size = pty.size if pty is not None else None
+    return (size.rows or 24, size.cols or 80) if size is not None else (24, 80)
 
 
 def _event(kind: str, value: Any) -> ppb.ProcessEvent:
@@ -157,8 +185,7 @@ class ProcessService(EnvdBase):
     async def start(self, request: ppb.StartRequest, ctx: RequestContext) -> AsyncIterator[Any]:
         sbx = self.sandbox(ctx)
         user = self.user(sbx, ctx)
-        if request.has_field("pty"):
-            raise ConnectError(Code.UNIMPLEMENTED, "PTY is not supported by e2b-local")
+        pty = _pty_size(request.pty) if request.has_field("pty") else None
         cfg = request.process
         if cfg is None or not cfg.cmd:
             raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
@@ -173,6 +200,7 @@ class ProcessService(EnvdBase):
                 user,
                 tag=request.tag if request.has_field("tag") else None,
                 stdin=request.has_field("stdin") and request.stdin,
+                pty=pty,
             )
         except SandboxError as e:
             raise ConnectError(Code.UNAVAILABLE, str(e)) from e
@@ -187,7 +215,14 @@ class ProcessService(EnvdBase):
             yield ev
 
     async def update(self, request: ppb.UpdateRequest, ctx: RequestContext) -> ppb.UpdateResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "PTY is not supported by e2b-local")
+        """Resize a process's terminal."""
+        sbx = self.sandbox(ctx)
+        proc = self._find(sbx, request.process.selector if request.process else None)
+        if not request.has_field("pty") or not proc.pty or proc.stdin_fd is None:
+            raise ConnectError(Code.INVALID_ARGUMENT, "the process has no terminal to resize")
+        rows, cols = _pty_size(request.pty)
+        fcntl.ioctl(proc.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        return ppb.UpdateResponse()
 
     async def send_signal(
         self, request: ppb.SendSignalRequest, ctx: RequestContext
@@ -205,22 +240,21 @@ class ProcessService(EnvdBase):
             raise ConnectError(Code.UNAVAILABLE, str(e)) from e
         return ppb.SendSignalResponse()
 
-    def _write_stdin(self, proc: Proc, data: ppb.ProcessInput | None) -> None:
+    async def _write_stdin(self, proc: Proc, data: ppb.ProcessInput | None) -> None:
         match data.input if data else None:
-            case Oneof(field="stdin", value=chunk):
-                if proc.stdin_fd is None:
-                    raise ConnectError(Code.FAILED_PRECONDITION, "stdin is not open")
-                os.set_blocking(proc.stdin_fd, True)
-                os.write(proc.stdin_fd, chunk)
+            case Oneof(field="stdin" | "pty" as kind, value=chunk):
+                if proc.stdin_fd is None or (kind == "pty") != proc.pty:
+                    raise ConnectError(Code.FAILED_PRECONDITION, f"{kind} input is not open")
+                await _write_all(proc.stdin_fd, chunk)
             case _:
-                raise ConnectError(Code.INVALID_ARGUMENT, "only stdin input is supported")
+                raise ConnectError(Code.INVALID_ARGUMENT, "stdin or pty input expected")
 
     async def send_input(
         self, request: ppb.SendInputRequest, ctx: RequestContext
     ) -> ppb.SendInputResponse:
         sbx = self.sandbox(ctx)
         proc = self._find(sbx, request.process.selector if request.process else None)
-        self._write_stdin(proc, request.input)
+        await self._write_stdin(proc, request.input)
         return ppb.SendInputResponse()
 
     async def stream_input(
@@ -233,7 +267,7 @@ class ProcessService(EnvdBase):
                 case Oneof(field="start", value=start):
                     proc = self._find(sbx, start.process.selector if start.process else None)
                 case Oneof(field="data", value=data) if proc is not None:
-                    self._write_stdin(proc, data.input)
+                    await self._write_stdin(proc, data.input)
         return ppb.StreamInputResponse()
 
     async def close_stdin(

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import errno
 import json
 import logging
 import os
@@ -58,7 +59,8 @@ class Proc:
     envs: dict[str, str]
     cwd: str
     tag: str | None
-    stdin_fd: int | None
+    stdin_fd: int | None  # for a PTY: its master (input, resize)
+    pty: bool = False
     subscribers: list[asyncio.Queue] = field(default_factory=list)
     exit_code: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -205,7 +207,10 @@ class SandboxRuntime:
             return False
         return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
-    async def _request(self, req: dict, fds: list[int]) -> tuple[LineSocket, dict]:
+    async def _request(
+        self, req: dict, fds: list[int], *, reply_fd: bool = False
+    ) -> tuple[LineSocket, dict]:
+        """Send one request; its first reply line (with the fd it carries if `reply_fd`)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
@@ -213,6 +218,8 @@ class SandboxRuntime:
             await loop.sock_connect(sock, self.ctl_path)
             _send_fds(sock, json.dumps(req).encode(), fds)
             lines = LineSocket(sock)
+            if reply_fd:
+                lines.fd = await lines.recv_fd()
             reply = await lines.readline()
         except OSError as e:
             sock.close()
@@ -242,8 +249,15 @@ class SandboxRuntime:
         tag: str | None = None,
         stdin: bool = False,
         stdin_fd: int | None = None,
+        pty: tuple[int, int] | None = None,
     ) -> Proc:
-        """Start a process inside the sandbox; output is published to the Proc's subscribers."""
+        """Start a process inside the sandbox; output is published to the Proc's subscribers.
+
+        With `pty` (rows, cols) it runs on a terminal the init allocates inside the sandbox;
+        its output is published as "pty" and its master is the Proc's stdin_fd.
+        """
+        if pty is not None:
+            return await self._spawn_pty(cmd, args, envs, cwd, user, tag, pty)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         keep_stdin: int | None = None
@@ -253,18 +267,8 @@ class SandboxRuntime:
             in_r, keep_stdin = os.pipe2(os.O_CLOEXEC)
         else:
             in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        env = {"PATH": DEFAULT_PATH, "HOME": user.home, "USER": user.name, "LOGNAME": user.name}
-        env.update(envs)
         cwd = cwd or user.home
-        req = {
-            "op": "spawn",
-            "argv": [cmd, *args],
-            "env": env,
-            "cwd": cwd,
-            "uid": user.uid,
-            "gid": user.gid,
-            "groups": [user.gid],
-        }
+        req = _spawn_request(cmd, args, envs, cwd, user)
         try:
             sock, reply = await self._request(req, [in_r, out_w, err_w])
         except BaseException:
@@ -281,12 +285,35 @@ class SandboxRuntime:
         asyncio.get_running_loop().create_task(self._pump(proc, sock, out_r, err_r))
         return proc
 
-    async def _pump(self, proc: Proc, sock: LineSocket, out_r: int, err_r: int) -> None:
+    async def _spawn_pty(
+        self,
+        cmd: str,
+        args: list[str],
+        envs: dict[str, str],
+        cwd: str | None,
+        user: User,
+        tag: str | None,
+        size: tuple[int, int],
+    ) -> Proc:
+        cwd = cwd or user.home
+        req = {**_spawn_request(cmd, args, envs, cwd, user), "pty": list(size)}
+        sock, reply = await self._request(req, [], reply_fd=True)
+        master = sock.fd
+        if master is None:
+            sock.close()
+            raise SandboxError(f"sandbox {self.id}: no terminal for '{cmd}'")
+        proc = Proc(reply["pid"], cmd, args, envs, cwd, tag, master, pty=True)
+        self.procs[proc.pid] = proc
+        out = os.dup(master)
+        asyncio.get_running_loop().create_task(self._pump(proc, sock, out, None))
+        return proc
+
+    async def _pump(self, proc: Proc, sock: LineSocket, out_r: int, err_r: int | None) -> None:
         loop = asyncio.get_running_loop()
-        readers = [
-            loop.create_task(_drain(out_r, lambda b: proc.publish(("stdout", b)))),
-            loop.create_task(_drain(err_r, lambda b: proc.publish(("stderr", b)))),
-        ]
+        out_kind = "pty" if proc.pty else "stdout"
+        readers = [loop.create_task(_drain(out_r, lambda b: proc.publish((out_kind, b))))]
+        if err_r is not None:
+            readers.append(loop.create_task(_drain(err_r, lambda b: proc.publish(("stderr", b)))))
         try:
             reply = await sock.readline()
             code = int(reply.get("exit", -1))
@@ -422,6 +449,22 @@ def umount(target: str) -> None:
     _libc.umount2(target.encode(), _MNT_DETACH)
 
 
+def _spawn_request(
+    cmd: str, args: list[str], envs: dict[str, str], cwd: str, user: User
+) -> dict[str, object]:
+    env = {"PATH": DEFAULT_PATH, "HOME": user.home, "USER": user.name, "LOGNAME": user.name}
+    env.update(envs)
+    return {
+        "op": "spawn",
+        "argv": [cmd, *args],
+        "env": env,
+        "cwd": cwd,
+        "uid": user.uid,
+        "gid": user.gid,
+        "groups": [user.gid],
+    }
+
+
 def _send_fds(sock: socket.socket, payload: bytes, fds: list[int]) -> None:
     sock.setblocking(True)
     try:
@@ -436,6 +479,22 @@ class LineSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
+        self.fd: int | None = None
+
+    async def recv_fd(self) -> int | None:
+        """Read what is there with the fd sent along (SCM_RIGHTS), keeping the bytes."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self.sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self.sock.fileno())
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, 4096, 1)
+        if not data:
+            raise OSError("control connection closed")
+        self.buf += data
+        return fds[0] if fds else None
 
     async def readline(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -465,6 +524,10 @@ async def _drain(fd: int, sink: Callable[[bytes], None]) -> None:
                 ready.clear()
                 await ready.wait()
                 continue
+            except OSError as e:
+                if e.errno == errno.EIO:  # a terminal whose last process has exited
+                    return
+                raise
             if not data:
                 return
             sink(data)

@@ -3,16 +3,21 @@
 crun has set up the namespaces, mounts, cgroups, capabilities and seccomp filter; this
 serves spawn/signal requests on a unix socket the server passes as fd 3. Each request is
 one connection: a JSON message plus SCM_RIGHTS fds (stdin, stdout, stderr). The reply is
-one JSON line with the pid, then one with the exit code. As PID 1 it reaps every orphan;
+one JSON line with the pid, then one with the exit code. A spawn with "pty": [rows, cols]
+gets a terminal allocated here, on the sandbox's own devpts, instead of fds: its master
+comes back with the pid line (SCM_RIGHTS). As PID 1 it reaps every orphan;
 when it dies the kernel kills every process of the sandbox.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
 import signal
 import socket
+import struct
+import termios
 
 
 def _child(req: dict, fds: list[int]) -> None:
@@ -21,6 +26,8 @@ def _child(req: dict, fds: list[int]) -> None:
         os.setsid()
         for i, fd in enumerate(fds[:3]):
             os.dup2(fd, i, inheritable=True)
+        if "pty" in req:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         os.closerange(3, 65536)
         for sig in (signal.SIGPIPE, signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
@@ -40,6 +47,25 @@ def _child(req: dict, fds: list[int]) -> None:
         os.write(2, f"{req['argv'][0]}: {e.strerror}\n".encode())
     finally:
         os._exit(127)
+
+
+def _spawn_pty(req: dict, conn: socket.socket) -> int:
+    """Fork the request's process on a new terminal; send its pid line with the master fd."""
+    master, slave = os.openpty()
+    try:
+        rows, cols = req["pty"]
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        with contextlib.suppress(OSError):
+            os.fchown(slave, req["uid"], req["gid"])
+        pid = os.fork()
+        if pid == 0:
+            os.close(master)
+            _child(req, [slave, slave, slave])
+        socket.send_fds(conn, [json.dumps({"pid": pid}).encode() + b"\n"], [master])
+        return pid
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def serve(listener: socket.socket) -> None:
@@ -64,7 +90,10 @@ def serve(listener: socket.socket) -> None:
                     msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 8)
                     req = json.loads(msg)
                     op = req["op"]
-                    if op == "spawn":
+                    if op == "spawn" and "pty" in req:
+                        pid = _spawn_pty(req, conn)
+                        waiting[pid] = conn
+                    elif op == "spawn":
                         pid = os.fork()
                         if pid == 0:
                             _child(req, fds)

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from e2b import AsyncSandbox, Sandbox
+from e2b import AsyncSandbox, CommandExitException, PtySize, Sandbox
 from e2b.exceptions import NotFoundException, SandboxException
 
 from .conftest import LocalServer
@@ -108,3 +108,33 @@ async def test_async_watch_dir_streams_events(local: LocalServer) -> None:
         await handle.stop()
     finally:
         await sbx.kill()
+
+
+def test_pty_echo_resize_and_kill(local: LocalServer) -> None:
+    sbx = Sandbox.create(**local.kw)
+    try:
+        term = sbx.pty.create(PtySize(rows=24, cols=80))
+        sbx.pty.send_stdin(term.pid, b"tty; echo hi-$((6*7)); stty size > /tmp/before\n")
+        sbx.commands.run("for i in $(seq 200); do [ -s /tmp/before ] && exit; sleep 0.05; done")
+        assert sbx.files.read("/tmp/before") == "24 80\n"
+        sbx.pty.resize(term.pid, PtySize(rows=40, cols=120))
+        sbx.pty.send_stdin(term.pid, b"stty size; whoami; exit 3\n")
+        out = bytearray()
+        with pytest.raises(CommandExitException) as ei:
+            term.wait(on_pty=out.extend)
+        assert ei.value.exit_code == 3
+        text = out.decode(errors="replace")
+        assert "/dev/pts/" in text and "40 120" in text
+        assert "hi-42" in text and "user" in text
+        # kill ends a terminal that is still running; resize of a non-terminal is refused.
+        other = sbx.pty.create(PtySize(rows=10, cols=10))
+        assert sbx.pty.kill(other.pid)
+        with pytest.raises(CommandExitException):
+            other.wait()
+        plain = sbx.commands.run("sleep 30", background=True)
+        with pytest.raises(SandboxException):
+            sbx.pty.resize(plain.pid, PtySize(rows=1, cols=1))
+        with pytest.raises(SandboxException):
+            sbx.pty.send_stdin(plain.pid, b"x")
+    finally:
+        sbx.kill()
