@@ -245,7 +245,10 @@ class ProcessService(EnvdBase):
             case Oneof(field="stdin" | "pty" as kind, value=chunk):
                 if proc.stdin_fd is None or (kind == "pty") != proc.pty:
                     raise ConnectError(Code.FAILED_PRECONDITION, f"{kind} input is not open")
-                await _write_all(proc.stdin_fd, chunk)
+                try:
+                    await _write_all(proc.stdin_fd, chunk)
+                except OSError as e:  # the process closed its input or exited
+                    raise ConnectError(Code.FAILED_PRECONDITION, f"{kind}: {e.strerror}") from e
             case _:
                 raise ConnectError(Code.INVALID_ARGUMENT, "stdin or pty input expected")
 

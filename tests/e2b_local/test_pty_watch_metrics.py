@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import time
 
 import pytest
@@ -136,5 +137,21 @@ def test_pty_echo_resize_and_kill(local: LocalServer) -> None:
             sbx.pty.resize(plain.pid, PtySize(rows=1, cols=1))
         with pytest.raises(SandboxException):
             sbx.pty.send_stdin(plain.pid, b"x")
+    finally:
+        sbx.kill()
+
+
+def test_input_a_process_does_not_read_never_blocks_the_server(local: LocalServer) -> None:
+    sbx = Sandbox.create(**local.kw)
+    try:
+        h = sbx.commands.run("sleep 60", background=True, stdin=True)
+        with cf.ThreadPoolExecutor(1) as ex:
+            blocked = ex.submit(sbx.commands.send_stdin, h.pid, "x" * (1 << 20))  # > a pipe
+            time.sleep(0.5)
+            assert not blocked.done()
+            assert sbx.commands.run("echo serving").stdout == "serving\n"
+            sbx.commands.kill(h.pid)
+            with pytest.raises(SandboxException):
+                blocked.result(timeout=30)
     finally:
         sbx.kill()
