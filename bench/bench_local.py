@@ -1,4 +1,5 @@
-"""Benchmark e2b-local with the unmodified async SDK: create, run, files, kill, 50 concurrent."""
+"""Benchmark e2b-local with the unmodified async SDKs: create, run, files, kill, 50 concurrent,
+a sandbox port through get_host, the code interpreter's run_code."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 
 import httpx
 from e2b import AsyncSandbox, AsyncTemplate
+from e2b_code_interpreter import AsyncSandbox as CodeSandbox
 
 N = 30
 KEY = "e2b_bench0123456789"
@@ -61,6 +63,33 @@ async def bench(kw: dict[str, object]) -> None:
     assert all(o.stdout == "built\n" for o in outs)
     print(f"50 sandboxes running at once: {wall:.2f} s wall (all answered a command)")
     await asyncio.gather(*(s.kill() for s in sbxs))
+    await bench_ports_and_code(kw)
+
+
+async def bench_ports_and_code(kw: dict[str, object]) -> None:
+    s = await AsyncSandbox.create("bench-tpl", allow_internet_access=False, **kw)
+    await s.commands.run("cd /tmp && python3 -m http.server 8000", background=True)
+    await s.commands.run("until ss -Htln | grep -q :8000; do sleep 0.05; done", timeout=10)
+    port = []
+    async with httpx.AsyncClient(base_url=str(kw["api_url"])) as client:
+        for _ in range(N * 3):
+            t0 = time.perf_counter()
+            r = await client.get("/", headers={"Host": s.get_host(8000)})
+            port.append(time.perf_counter() - t0)
+            assert r.status_code == 200
+    await s.kill()
+    print(f"GET a sandbox port        {pct(port)}   (Host <port>-<id>.<domain>, internet off)")
+    t0 = time.perf_counter()
+    ci = await CodeSandbox.create(request_timeout=900, **kw)
+    first = time.perf_counter() - t0
+    code = []
+    for _ in range(N):
+        t0 = time.perf_counter()
+        assert (await ci.run_code("1+1")).text == "2"
+        code.append(time.perf_counter() - t0)
+    await ci.kill()
+    print(f'run_code("1+1")           {pct(code)}')
+    print(f"  (first code-interpreter create {first:.1f} s: builds or restores its cached layer)")
 
 
 def main() -> None:

@@ -198,7 +198,7 @@ class TemplateStore:
                     return
             rec, build = self.request_build(code_interpreter.NAMES[0], None, None, None)
             rec.names = list(code_interpreter.NAMES)
-            log.info("building the built-in template %s", name)
+            log.info("preparing the built-in template %s (cached layer or build)", name)
             await self._build(rec, build, code_interpreter.build_spec(), shared=True)
             if build.status != "ready":
                 reason = (build.reason or {}).get("message", "unknown error")
