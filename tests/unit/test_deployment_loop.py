@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,7 +125,9 @@ class Loop:
     async def step(self) -> float:
         assert self.services.lister is not None
         await self.services.lister.refresh()
-        return await deployments.reconcile(self.services, self.target, self.body, self.state)
+        wait = await deployments.reconcile(self.services, self.target, self.body, self.state)
+        await asyncio.gather(*self.state.tasks)  # the creates it started in the background
+        return wait
 
     @property
     def status(self) -> dict[str, Any]:
@@ -136,7 +139,7 @@ async def test_creates_checks_and_reports_ready_in_two_passes() -> None:
     assert await loop.step() == 0.0  # acted: look again at once
     assert loop.backend.calls.count("create") == 2
     assert loop.backend.calls.count("run") == 2  # each new sandbox is checked right away
-    assert [e.reason for e in loop.events] == ["Created"]
+    assert [e.reason for e in loop.events] == ["Created", "Created"]
     wait = await loop.step()
     assert loop.status["readyReplicas"] == 2 and loop.status["phase"] == "Available"
     assert 29 < wait <= 30  # the next health check, one interval after the first
@@ -161,8 +164,12 @@ async def test_a_sandbox_killed_before_any_listing_saw_it_is_replaced() -> None:
     assert loop.services.lister is not None
     await loop.services.lister.refresh()
     await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    await asyncio.gather(*loop.state.tasks)
     (sid,) = loop.backend.sandboxes
     del loop.backend.sandboxes[sid]  # gone before the lister ever listed it
+    loop.state.waker._event.clear()
+    await loop.services.lister.refresh()  # nothing changed in the listing, yet ...
+    assert loop.state.waker._event.is_set()  # ... the loop waiting for its create is woken
     await loop.step()  # this listing started after the create returned, and lacks it
     assert len(loop.backend.sandboxes) == 1 and sid not in loop.backend.sandboxes
 
@@ -178,12 +185,17 @@ async def test_a_starting_sandbox_is_checked_fast_and_not_replaced() -> None:
     assert loop.status["sandboxes"][0]["phase"] == "Starting"
 
 
-async def test_failed_creates_ramp_and_back_off() -> None:
+async def test_failed_creates_back_off_then_ramp() -> None:
     loop = Loop(replicas=3)
     loop.backend.fail_creates = 3
+    await loop.step()
+    memory = loop.state.memory
+    assert memory.ramp == 1 and memory.create_failures == 3 and memory.retry_creates_at
+    assert [e.reason for e in loop.events] == ["ServiceUnavailable"] * 3
     wait = await loop.step()
-    assert wait > 0 and loop.state.memory.ramp == 1
-    assert any(e.type == "Warning" and e.reason == "ServiceUnavailable" for e in loop.events)
+    assert loop.backend.calls.count("create") == 3  # held back: no create storm
+    assert 0 < wait <= 4.0  # back when creates may resume
+    loop.state.memory = replace(memory, retry_creates_at=None)  # the backoff has passed
     await loop.step()
     assert loop.backend.calls.count("create") == 4  # then one at a time
 

@@ -291,10 +291,17 @@ def test_a_first_transient_e2b_failure_is_retried_quietly_then_reported() -> Non
 def test_creates_go_at_once_and_ramp_only_after_a_failure() -> None:
     sp = spec(replicas=40)
     assert len(decide(observe(sp, create_budget=32)).create) == 32
-    after = after_create(Memory(), failed=True, budget=32)
-    assert after.ramp == 1 and len(decide(observe(sp, create_budget=32), after).create) == 1
+    in_flight = decide(observe(sp, create_budget=32, creating=frozenset(range(30))))
+    assert len(in_flight.create) == 2  # the budget counts creates still in flight
+    after = after_create(Memory(), failed=True, budget=32, now=NOW, cap=60)
+    assert after.retry_creates_at == NOW + timedelta(seconds=1)
+    held = decide(observe(sp, create_budget=32), after)
+    assert held.create == [] and held.wait == 1.0
+    later = NOW + timedelta(seconds=2)
+    assert len(decide(observe(sp, create_budget=32, now=later), after).create) == 1
     ramps = []
     for _ in range(6):
-        after = after_create(after, failed=False, budget=32)
+        after = after_create(after, failed=False, budget=32, now=NOW, cap=60)
         ramps.append(after.ramp)
     assert ramps == [2, 4, 8, 16, None, None]
+    assert after.retry_creates_at is None and after.create_failures == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class Services:
     lister: SandboxLister | None = None
     """The shared listing of sandboxes (set at start-up)."""
     post: Callable[[kopf.Body, Event], None] = post_event
+    create_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
+    """Sandbox creates in flight across all deployments (E2B_OPERATOR_CREATE_BATCH_MAX)."""
     deployments: dict[str, LoopState] = field(default_factory=dict)
     template_wakers: dict[str, Waker] = field(default_factory=dict)
 

@@ -28,6 +28,8 @@ class LoopState:
     """Per slot: the idempotency nonce of a create that may be retried."""
     creating: set[int] = field(default_factory=set)
     """Slots whose create is in flight."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    """The creates in flight."""
     generation: int | None = None
     """The generation the loop last saw (watch events of other changes do not wake it)."""
     seeded: bool = False

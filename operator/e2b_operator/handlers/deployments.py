@@ -7,11 +7,13 @@ writes the status and posts the events it names.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -182,7 +184,7 @@ async def act(
     plan: rd.Plan,
     state: LoopState,
 ) -> None:
-    """Carry out the plan; raises the first BackendError (after the rest was done)."""
+    """Carry out the plan (creates go on in the background); raises the first BackendError."""
     backend, spec, tspec = services.backend, obs.spec, inputs.tspec
     cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
     for s in plan.pause:
@@ -200,29 +202,47 @@ async def act(
     template_id = obs.template.template_id if obs.template else None
     if not plan.create or template_id is None or tspec is None:
         return
-    results = await gather_bounded(
-        [
-            _create(services, target, spec, tspec, template_id, inputs.envs, i, obs, state)
-            for i in plan.create
-        ],
-        limit=services.settings.create_batch_max,
-    )
-    errors = [r for r in results if isinstance(r, BaseException)]
-    created = [r for r in results if isinstance(r, tuple)]
-    for sandbox_id, first in created:
+    for index in plan.create:
+        # In the background, so one slow create never holds up the others or the loop;
+        # each finished create wakes the loop, which fills the freed room at once.
+        state.creating.add(index)
+        create = _create(services, target, spec, tspec, template_id, inputs.envs, index, obs, state)
+        task = asyncio.create_task(_create_in_background(services, target, body, state, create))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+
+async def _create_in_background(
+    services: Services,
+    target: Target,
+    body: kopf.Body,
+    state: LoopState,
+    create: Coroutine[Any, Any, tuple[str, Health | None]],
+) -> None:
+    """One create within the operator-wide budget; records the outcome and wakes the loop."""
+    settings = services.settings
+    try:
+        async with services.create_slots:
+            sandbox_id, first = await create
+    except BackendError as exc:
+        services.post(body, rd.Event("Warning", exc.reason, exc.message))
+        failed = True
+    else:
         if first is not None:
             state.health[sandbox_id] = first
-    if created:
-        message = f"created {len(created)} sandbox(es)"
-        services.post(body, rd.Event("Normal", "Created", message))
+        if services.lister is not None:
+            # The next listing confirms it, or shows it was lost meanwhile: look then.
+            services.lister.wake_after_next(target.uid)
+        services.post(body, rd.Event("Normal", "Created", f"created sandbox {sandbox_id}"))
+        failed = False
     state.memory = rd.after_create(
-        state.memory, failed=bool(errors), budget=services.settings.create_batch_max
+        state.memory,
+        failed=failed,
+        budget=settings.create_batch_max,
+        now=datetime.now(UTC),
+        cap=settings.error_backoff_max_seconds,
     )
-    if errors:
-        first_error = errors[0]
-        if isinstance(first_error, BackendError):
-            raise first_error
-        raise BackendError("CreateFailed", str(first_error))
+    state.waker.poke()
 
 
 async def _create(
@@ -237,7 +257,8 @@ async def _create(
     state: LoopState,
 ) -> tuple[str, Health | None]:
     """Create slot `index`'s sandbox, give it its config, start its main script and check its
-    health once: (sandbox id, first health or None if unknown)."""
+    health once: (sandbox id, first health or None if unknown). The slot is in
+    state.creating until this ends."""
     wanted_hash = obs.wanted_hashes[index]
     nonce = state.nonces.setdefault(index, secrets.token_hex(4))
     key = f"{target.uid}-{index}-{wanted_hash}-{nonce}"
@@ -317,6 +338,8 @@ async def delete(services: Services, body: kopf.Body) -> None:
     uid = body.metadata.uid
     state = services.deployment_state(uid)
     async with state.lock:
+        # Creates still in flight would leave sandboxes behind: let them finish first.
+        await asyncio.gather(*state.tasks, return_exceptions=True)
         tspec = None
         try:
             spec = E2BDeploymentSpec.from_wire(body.spec)

@@ -53,6 +53,7 @@ class SandboxLister:
         self._fingerprints: dict[str, Fingerprint] = {}
         self._listed = asyncio.Event()
         self._poked = asyncio.Event()
+        self._waiting: set[str] = set()
 
     async def run(self) -> None:
         """List forever (until cancelled)."""
@@ -100,8 +101,15 @@ class SandboxLister:
         }
         self._all, self._by_uid, self._fingerprints = listed, dict(by_uid), prints
         self._listed.set()
-        for uid in moved:
+        waiting, self._waiting = self._waiting, set()
+        for uid in moved | waiting:
             self.changed(uid)
+
+    def wake_after_next(self, deployment_uid: str) -> None:
+        """Wake this deployment after the next listing, changed or not (it has creates that
+        no listing confirmed yet: a sandbox lost before any listing saw it changes nothing
+        in the listing, but its absence from a newer one is news)."""
+        self._waiting.add(deployment_uid)
 
     def poke(self) -> None:
         """List again now (after E2B came back, or to see a change sooner)."""

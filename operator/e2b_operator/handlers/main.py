@@ -43,11 +43,13 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     quiet_routine_events()
     kube = await Kube.connect()
     connection = await connection_from_env(kube)
+    settings_ = Settings.from_env()
     services = Services(
         kube=kube,
         backend=SandboxBackend(connection),
         builds=TemplateBuilds(connection),
-        settings=Settings.from_env(),
+        settings=settings_,
+        create_slots=asyncio.Semaphore(settings_.create_batch_max),
     )
     services.lister = SandboxLister(
         services.backend,

@@ -41,7 +41,11 @@ class Memory:
     failures: int = 0
     """Failed passes in a row (backoff)."""
     ramp: int | None = None
-    """After failed creates: creates to try at once (doubling); None: the whole budget."""
+    """After failed creates: creates in flight at most (doubling); None: the whole budget."""
+    create_failures: int = 0
+    """Failed creates in a row."""
+    retry_creates_at: datetime | None = None
+    """No new creates before this (backoff after a failed create)."""
 
 
 @dataclass(frozen=True)
@@ -138,22 +142,34 @@ def decide(obs: Observation, memory: Memory | None = None) -> Plan:
     if problem is not None:
         plan.create, plan.delete, plan.pause, plan.resume, plan.keepalive = [], [], [], [], []
         plan.wait = obs.backoff_cap if problem.stalled else backoff(failures, obs.backoff_cap)
-    elif plan.acts:
-        plan.create = plan.create[: memory.ramp or obs.create_budget]
-        plan.wait = 0.0  # look again at once: the next step of the rollout may be ready
     else:
-        plan.wait = _next_due(obs)
+        retry_in = _creates_held(obs, memory)
+        room = 0 if retry_in else (memory.ramp or obs.create_budget) - len(obs.creating)
+        plan.create = plan.create[: max(room, 0)]
+        plan.wait = 0.0 if plan.acts else min(_next_due(obs), retry_in or math.inf)
     return plan
 
 
-def after_create(memory: Memory, failed: bool, budget: int) -> Memory:
-    """Creates all at once within the budget; after a failure one, then doubling."""
+def _creates_held(obs: Observation, memory: Memory) -> float:
+    """Seconds until creates may resume after a failed one (0: they may)."""
+    if memory.retry_creates_at is None:
+        return 0.0
+    return max((memory.retry_creates_at - obs.now).total_seconds(), 0.0)
+
+
+def after_create(memory: Memory, *, failed: bool, budget: int, now: datetime, cap: float) -> Memory:
+    """Creates run all at once within the budget. After a failed one: none for a backoff,
+    then one in flight, doubling while they succeed."""
     if failed:
-        return replace(memory, ramp=1)
-    if memory.ramp is None:
-        return memory
-    ramp = memory.ramp * 2
-    return replace(memory, ramp=None if ramp >= budget else ramp)
+        failures = memory.create_failures + 1
+        return replace(
+            memory,
+            ramp=1,
+            create_failures=failures,
+            retry_creates_at=now + timedelta(seconds=backoff(failures, cap)),
+        )
+    ramp = None if memory.ramp is None or memory.ramp * 2 >= budget else memory.ramp * 2
+    return replace(memory, ramp=ramp, create_failures=0, retry_creates_at=None)
 
 
 def after_failure(memory: Memory, cap: float) -> tuple[Memory, float]:
