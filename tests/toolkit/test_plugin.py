@@ -151,7 +151,8 @@ def test_every_command(kube: LocalCluster, namespace: str, operator) -> None:
     one_line_error(e2b("status", "nope", *ns), "no deployment or sandbox 'nope'")
     one_line_error(e2b("scale", "nope", "2", *ns), "deployment 'nope' not found")
     stats = json.loads(ok("stats", "-o", "json", *ns))
-    assert stats["total_deployments"] == 1 and stats["executions"]["succeeded"] == 3
+    # three runs and the health check of one sandbox (its hook runs as an execution)
+    assert stats["total_deployments"] == 1 and stats["executions"]["succeeded"] == 4
     assert "total_deployments: 1" in ok("stats", *ns)
     # a failing script: its stderr, and a one-line error with a non-zero exit
     ok("templates", "new", "bad", "--apply", *ns)  # replaced below with a crashing script

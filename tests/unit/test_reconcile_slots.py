@@ -31,6 +31,8 @@ def test_retired_instances_are_skipped_and_the_others_keep_their_config() -> Non
     assert slot_hashes(two, "t", []) == {0: hashes[0], 2: hashes[2]}
     # unchanged for deployments that never retired or restarted an instance
     assert hashes[1] == stable_hash("t", [], instance_config(three, 1), length=10)
+    one = spec(replicas=1, retiredInstances=[1, 2], **SYMBOLS)
+    assert instance_config(one, 0) == instance_config(three, 0)  # still only AAPL
     assert slot_indices(spec(replicas=2, retiredInstances=[0, 3])) == [1, 2]
     assert shard_step(spec(replicas=0)) == 1
 

@@ -63,10 +63,17 @@ Update = Annotated[
         Permission("get", TEMPLATES),
         Permission("patch", DEPLOYMENTS),
         Permission("get", DEPLOYMENTS),
+        Permission("create", DEPLOYMENTS),  # a sandbox moved to another template
     ),
 ]
 Cleanup = Annotated[
-    Session, allow(Permission("list", DEPLOYMENTS), Permission("delete", DEPLOYMENTS))
+    Session,
+    allow(
+        Permission("list", DEPLOYMENTS),
+        Permission("delete", DEPLOYMENTS),
+        Permission("get", DEPLOYMENTS),
+        Permission("patch", DEPLOYMENTS),  # one sandbox of several: its instance retired
+    ),
 ]
 ReadDeployments = Annotated[Session, allow(Permission("list", DEPLOYMENTS))]
 """What each route needs: the verbs the equivalent kubectl calls need."""
@@ -234,14 +241,15 @@ async def update(
     body: UpdateRequest,
     s: Update,
 ) -> dict[str, Any]:
-    """Roll the deployment of sandbox `id` to template_id; returns once it is Ready."""
+    """Move sandbox `id`'s instance to template_id (the same template re-creates it; a
+    deployment name rolls the deployment); returns once it runs."""
     return await s.deployer().update_template(id, body.template_id)
 
 
 @template_router.delete("/deploy/{id}", tags=["deploy"])
 async def cleanup(id: str, s: Cleanup) -> dict[str, Any]:
-    """Delete the deployment of sandbox `id`; the operator runs cleanup hooks and kills its
-    sandboxes."""
+    """Remove sandbox `id`'s instance (the deployment shrinks by one; its last instance, or a
+    deployment name, deletes the deployment); the operator runs the cleanup hook and kills."""
     if not await s.deployer().cleanup(id):
         raise ApiProblem(
             404, "NotFound", f"no deployment or sandbox {id!r} in namespace {s.namespace}"
@@ -251,13 +259,14 @@ async def cleanup(id: str, s: Cleanup) -> dict[str, Any]:
 
 @template_router.get("/deploy/{id}/status", tags=["deploy"])
 async def status(id: str, s: ReadDeployments) -> dict[str, Any]:
-    """The deployment of sandbox `id`: status, ready count, sandboxes, deployed_at."""
+    """Sandbox `id`'s instance (status, index, config, deployed_at) or, for a deployment
+    name, the deployment."""
     return await s.deployer().deployment_status(id)
 
 
 @template_router.get("/deploy/{id}/health", tags=["deploy"])
-async def health(id: str, s: ReadDeployments) -> dict[str, Any]:
-    """The operator's last health check of sandbox `id` (healthy, unhealthy, starting)."""
+async def health(id: str, s: Run) -> dict[str, Any]:
+    """Sandbox `id`'s healthCheck hook, run now (healthy or unhealthy, with its output)."""
     return await s.deployer().health_check(id)
 
 

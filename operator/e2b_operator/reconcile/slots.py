@@ -18,7 +18,6 @@ def slot_indices(spec: E2BDeploymentSpec) -> list[int]:
 
 
 def shard_step(spec: E2BDeploymentSpec) -> int:
-    """How many ways a shardBy list is dealt: one past the highest wanted index, so retiring
-    an instance (and its items) leaves the other instances' items in place."""
-    slots = slot_indices(spec)
-    return slots[-1] + 1 if slots else 1
+    """How many ways a shardBy list is dealt: one past the highest index wanted or retired,
+    so retiring instances (and their items) leaves the other instances' items in place."""
+    return max([*slot_indices(spec), *spec.retired_instances], default=0) + 1

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
@@ -22,8 +23,10 @@ from kubernetes_asyncio import client
 from e2b_operator import api
 from e2b_operator.api import E2BDeploymentSpec
 from e2b_operator.reconcile.config import instance_config
+from e2b_operator.reconcile.slots import slot_indices
 
 from .cluster import (
+    Conflict,
     NotFoundError,
     Objects,
     ToolkitError,
@@ -168,14 +171,17 @@ class TemplateDeployer:
         wait: bool = True,
         instance_configs: list[dict[str, Any]] | None = None,
         shard_by: str | None = None,
+        env_spec: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Create an E2BDeployment of the template and (by default) wait until it is Ready."""
+        """Create an E2BDeployment of the template and (by default) wait until it is Ready.
+        env_spec: spec.env entries as they are (values or Secret references), after env."""
         tname = resource_name(template)
         spec: dict[str, Any] = {"templateRef": {"name": tname}, "replicas": replicas}
         if config:
             spec["config"] = dict(config)
-        if env:
-            spec["env"] = [{"name": k, "value": str(v)} for k, v in env.items()]
+        if env or env_spec:
+            spec["env"] = [{"name": k, "value": str(v)} for k, v in (env or {}).items()]
+            spec["env"] += list(env_spec or [])
         if instance_configs is not None:
             spec["instanceConfigs"] = instance_configs
         if shard_by:
@@ -253,7 +259,7 @@ class TemplateDeployer:
         }
         return [
             {**info, "index": i, "sandbox_id": by_index.get(i), "config": instance_config(spec, i)}
-            for i in range(instances)
+            for i in slot_indices(spec)
         ]
 
     async def scale(self, deployment: str, replicas: int, wait: bool = True) -> dict[str, Any]:
@@ -270,36 +276,86 @@ class TemplateDeployer:
     async def update_template(
         self, target: str, template: str, wait: bool = True
     ) -> dict[str, Any]:
-        """Roll the deployment of `target` (a deployment name or one of its sandbox IDs) to
-        another template; the operator replaces its sandboxes. Waits until Ready."""
-        obj, _ = await self._locate(target)
+        """Move what `target` names to `template` and wait until it runs (wait=True).
+
+        A sandbox ID names one instance: the same template re-creates that instance (the
+        seed's recovery step); another template moves it into a deployment of its own (same
+        config and env), the others keep running. A deployment name, or the only instance of
+        a deployment, rolls the whole deployment (update_deployment). Returns the instance's
+        (or deployment's) info with its new sandbox_id."""
+        obj, entry = await self._locate(target)
         name, tname = obj["metadata"]["name"], resource_name(template)
         await self._call(lambda o: o.get(TEMPLATES, tname))
-        await self._call(
-            lambda o: o.patch(DEPLOYMENTS, name, {"spec": {"templateRef": {"name": tname}}})
+        same = obj["spec"]["templateRef"]["name"] == tname
+        if entry is None or (not same and obj["spec"].get("replicas", 1) <= 1):
+            return await self.update_deployment(name, tname, wait)
+        index = entry["index"]
+        if same:
+            restarts = [r for r in obj["spec"].get("instanceRestarts", []) if r["index"] != index]
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            restarts.append({"index": index, "restartedAt": stamp})
+            await self._patch_spec(name, {"instanceRestarts": restarts})
+            if not wait:
+                return await self.deployment_status(name)
+            await self.wait_ready(name)
+            return self._instance(await self._call(lambda o: o.get(DEPLOYMENTS, name)), index)
+        spec = E2BDeploymentSpec.from_wire(obj["spec"])
+        config = instance_config(spec, index)
+        config.pop("instanceIndex")
+        moved = await self.deploy_template(
+            tname,
+            config=config,
+            name=f"{name[:40]}-{index}-{secrets.token_hex(2)}",
+            env_spec=obj["spec"].get("env"),
+            wait=wait,
         )
-        if wait:
-            return await self.wait_ready(name)
-        return deployment_info(await self._call(lambda o: o.get(DEPLOYMENTS, name)))
+        await self._retire(name, index, wait)
+        return moved
 
-    async def cleanup(self, target: str) -> bool:
-        """Delete the deployment of `target` (a name or a sandbox ID); the operator kills its
-        sandboxes. False when there is nothing to delete."""
+    async def update_deployment(
+        self, deployment: str, template: str, wait: bool = True
+    ) -> dict[str, Any]:
+        """Roll the whole deployment to another template; the operator replaces its sandboxes
+        within the rollout bounds. Waits until Ready."""
+        tname = resource_name(template)
+        await self._call(lambda o: o.get(TEMPLATES, tname))
+        await self._patch_spec(deployment, {"templateRef": {"name": tname}})
+        if wait:
+            return await self.wait_ready(deployment)
+        return deployment_info(await self._call(lambda o: o.get(DEPLOYMENTS, deployment)))
+
+    async def cleanup(self, target: str, wait: bool = True) -> bool:
+        """Remove what `target` names: a sandbox ID removes that instance (the deployment
+        shrinks by one, the other instances keep running with their IDs; the last one deletes
+        the deployment), a deployment name deletes the deployment (delete_deployment); the
+        operator runs the cleanup hook and kills the sandboxes. False when nothing matches."""
         try:
-            obj, _ = await self._locate(target)
+            obj, entry = await self._locate(target)
         except NotFoundError:
             return False
-        await self._call(lambda o: o.delete(DEPLOYMENTS, obj["metadata"]["name"]))
+        name = obj["metadata"]["name"]
+        if entry is None or obj["spec"].get("replicas", 1) <= 1:
+            return await self.delete_deployment(name)
+        await self._retire(name, entry["index"], wait)
+        return True
+
+    async def delete_deployment(self, deployment: str) -> bool:
+        """Delete the whole deployment; False when it does not exist."""
+        try:
+            await self._call(lambda o: o.delete(DEPLOYMENTS, resource_name(deployment)))
+        except NotFoundError:
+            return False
         return True
 
     def get_deployment_status(self, target: str) -> dict[str, Any]:
-        """The seed's status dict of the deployment of `target` (a name or a sandbox ID)."""
+        """The seed's status dict: of that instance for a sandbox ID (status is its phase,
+        deployed_at its start, config its configuration), of the deployment for a name."""
         return run_sync(lambda: self.deployment_status(target))
 
     async def deployment_status(self, target: str) -> dict[str, Any]:
         """get_deployment_status for async callers."""
-        obj, _ = await self._locate(target)
-        return deployment_info(obj)
+        obj, entry = await self._locate(target)
+        return deployment_info(obj) if entry is None else self._instance(obj, entry["index"])
 
     def get_deployment_stats(self) -> dict[str, Any]:
         """Totals over the namespace's deployments and executions."""
@@ -331,35 +387,48 @@ class TemplateDeployer:
 
         return run_sync(lambda: self._call(stats))
 
-    async def health_check(self, sandbox_id: str) -> dict[str, Any]:
-        """The operator's last health check of the sandbox: status healthy, unhealthy or
-        starting, with its message."""
+    async def health_check(self, sandbox_id: str, timeout: int = 30) -> dict[str, Any]:
+        """Run the template's healthCheck hook in that sandbox now (an E2BExecution with hook
+        healthCheck, at most `timeout` seconds) and return status healthy or unhealthy with
+        its message and output (starting, paused or terminating when it is not running). A
+        deployment name gives the deployment's health instead: healthy when every replica
+        is ready, per the operator's last checks."""
         obj, entry = await self._locate(sandbox_id)
-        if entry is None:  # a deployment name: healthy when every replica is ready
+        if entry is None:
             info = deployment_info(obj)
-            healthy = is_ready(obj)
             return {
-                "status": "healthy" if healthy else "unhealthy",
+                "status": "healthy" if is_ready(obj) else "unhealthy",
                 "deployment": info["deployment"],
                 "ready": info["ready"],
                 "message": info["message"],
                 "sandboxes": (obj.get("status") or {}).get("sandboxes", []),
             }
-        phase = entry.get("phase")
-        if phase == "Running" and entry.get("healthy") is not False:
-            state = "healthy"
-        elif phase in ("Starting", "Paused"):
-            state = phase.lower()
-        else:
-            state = "unhealthy"
+        if entry.get("phase") not in ("Running", "Unhealthy"):  # nothing to run the hook in
+            return {
+                "status": (entry.get("phase") or "Starting").lower(),
+                "sandbox_id": sandbox_id,
+                "deployment": obj["metadata"]["name"],
+                "index": entry["index"],
+                "message": entry.get("message") or f"sandbox is {entry.get('phase')}",
+            }
+        run = await self.start_execution(
+            deployment=obj["metadata"]["name"],
+            sandbox_id=sandbox_id,
+            timeout=timeout,
+            hook="healthCheck",
+        )
+        result = await self.wait_execution(run, wait_timeout=timeout + 30)
         return {
-            "status": state,
+            "status": "healthy" if result["status"] == "success" else "unhealthy",
             "sandbox_id": sandbox_id,
             "deployment": obj["metadata"]["name"],
-            "phase": phase,
-            "healthy": entry.get("healthy"),
+            "index": entry["index"],
+            "message": result["error"] or "healthCheck hook passed",
+            "exit_code": result["exit_code"],
+            "output": (result["stdout"] + result["stderr"]).strip()[-1024:],
+            "duration": result["duration"],
+            "execution": run,
             "consecutive_failures": entry.get("consecutiveFailures", 0),
-            "message": entry.get("message") or "",
         }
 
     # -- executions --------------------------------------------------------------------------
@@ -428,9 +497,11 @@ class TemplateDeployer:
         input_data: Mapping[str, Any] | None = None,
         timeout: int = 60,
         ttl_seconds_after_finished: int | None = None,
+        hook: str | None = None,
     ) -> str:
         """Create the E2BExecution without waiting; returns its name. It is deleted
-        ttl_seconds_after_finished (default: the deployer's execution_ttl) after it finished."""
+        ttl_seconds_after_finished (default: the deployer's execution_ttl) after it finished.
+        hook (healthCheck) runs that template hook instead of the main script."""
         ttl = ttl_seconds_after_finished
         spec: dict[str, Any] = {
             "input": dict(input_data or {}),
@@ -443,6 +514,8 @@ class TemplateDeployer:
             spec["templateRef"] = {"name": resource_name(template)}
         if sandbox_id:
             spec["sandboxID"] = sandbox_id
+        if hook:
+            spec["hook"] = hook
         prefix = (deployment or resource_name(template or "x"))[:40]
         body = {
             "apiVersion": api.API_VERSION,
@@ -516,6 +589,60 @@ class TemplateDeployer:
         raise WaitTimeout(f"execution {name!r} did not finish in {limit:.0f}s")
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _instance(self, obj: Mapping[str, Any], index: int) -> dict[str, Any]:
+        """The seed's status dict of one instance (slot) of the deployment."""
+        entries = [
+            s for s in (obj.get("status") or {}).get("sandboxes") or [] if s["index"] == index
+        ]
+        entry = next((s for s in entries if s.get("phase") == "Running"), None) or (
+            entries[0] if entries else {}
+        )
+        spec = E2BDeploymentSpec.from_wire(obj["spec"])
+        return {
+            **deployment_info(obj),
+            "sandbox_id": entry.get("sandboxID"),
+            "index": index,
+            "status": entry.get("phase") or "Pending",
+            "healthy": entry.get("healthy"),
+            "deployed_at": entry.get("startedAt"),
+            "config": instance_config(spec, index),
+            "message": entry.get("message") or "",
+        }
+
+    async def _retire(self, name: str, index: int, wait: bool) -> None:
+        """Remove instance `index` of the deployment (replicas - 1, the index retired)."""
+
+        async def retire(objects: Objects) -> None:
+            obj = await objects.get(DEPLOYMENTS, name)
+            retired = sorted({*obj["spec"].get("retiredInstances", []), index})
+            await objects.patch(
+                DEPLOYMENTS,
+                name,
+                {
+                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                    "spec": {
+                        "replicas": max(obj["spec"].get("replicas", 1) - 1, 0),
+                        "retiredInstances": retired,
+                    },
+                },
+            )
+
+        await self._with_retries(retire)
+        if wait:
+            await self.wait_ready(name)
+
+    async def _patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        await self._call(lambda o: o.patch(DEPLOYMENTS, name, {"spec": spec}))
+
+    async def _with_retries(self, fn: Callable[[Objects], Awaitable[T]], tries: int = 5) -> T:
+        """Run a read-modify-write; on a Conflict (someone wrote in between) read again."""
+        for attempt in range(tries - 1):
+            try:
+                return await self._call(fn)
+            except Conflict:
+                await asyncio.sleep(0.1 * (attempt + 1))
+        return await self._call(fn)
 
     async def _locate(self, target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(deployment, sandbox entry) for a sandbox ID, or (deployment, None) for a name."""
