@@ -1,7 +1,7 @@
 """E2BTemplate: a reusable sandbox template (the seed's TemplateConfig) and its build status."""
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
@@ -135,14 +135,7 @@ class ClaudeCodeConfig(K8sModel):
     sparc_mode: Literal["full", "tdd", "review"] = "full"
     """SPARC workflow: full (all phases), tdd (test-first refinement) or review only."""
     phases: list[SparcPhase] = Field(
-        default_factory=lambda: [
-            "specification",
-            "pseudocode",
-            "architecture",
-            "refinement",
-            "completion",
-        ],
-        max_length=5,
+        default_factory=lambda: list(get_args(SparcPhase)), max_length=5
     )
     """SPARC phases to run, in order."""
     tools: list[Name] = Field(default_factory=list, max_length=64)
