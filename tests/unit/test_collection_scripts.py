@@ -246,11 +246,21 @@ def test_scripts_take_their_section_of_the_template_config(tmp_path: Path) -> No
     assert sorted(out["results"]) == ["TSLA"]  # the run's input overrides the template
     swarm = template_json(tmp_path, "claude-flow-swarm")
     config = json.loads(swarm.read_text())
-    config["claude_flow"] |= {"swarm_topology": "ring", "agent_types": ["researcher", "analyst"]}
+    config["claude_flow"] |= {
+        "swarm_topology": "ring",
+        "agent_types": ["researcher", "analyst"],
+        "hooks": {"pre-task": "npx claude-flow@alpha hooks pre-task"},
+    }
     swarm.write_text(json.dumps(config))
     code, out = run("claude_flow_swarm.py", {"task": "Research. Build"}, template=swarm)
     assert code == 0 and out["topology"]["type"] == "ring", out["topology"]
     assert [a["role"] for a in out["agents"]] == ["researcher", "analyst"]
+    assert out["hooks"] == {  # the real Claude-Flow CLI runs only with a key (llm mode)
+        "pre-task": {
+            "command": "npx claude-flow@alpha hooks pre-task",
+            "status": "skipped (dry run)",
+        }
+    }
     config = json.loads(trading.read_text())
     config["claude_code"] = {"linters": ["pyflakes"], "phases": ["specification", "completion"]}
     config["custom_config"] = {"message": "from the template"}

@@ -6,7 +6,7 @@ a key and network are there. Packages the seed describes are installed at build:
 pandas in the Python templates, common npm packages in the Node one, Claude Code
 (`@anthropic-ai/claude-code`) in the SPARC and reviewer templates, pyflakes, mccabe and
 bandit in the reviewer. Claude-Flow is not preinstalled (its npm tree has ~1000 packages and
-native add-ons, minutes per build): the swarm templates run it with `npx claude-flow@alpha`
+native add-ons, minutes per build): the swarm runs its claudeFlow.hooks (`npx claude-flow@alpha`)
 when ANTHROPIC_API_KEY is set.
 """
 
@@ -74,7 +74,8 @@ def claude_flow_swarm() -> TemplateBuilder:
         )
         .set_metadata(
             description="Multi-agent coordination: topology, task decomposition and message "
-            "passing; a simulated swarm offline, Claude-Flow with ANTHROPIC_API_KEY",
+            "passing; a simulated swarm offline, Claude agents and Claude-Flow hooks with "
+            "ANTHROPIC_API_KEY",
             tags=["claude-flow", "swarm", "orchestration"],
         )
         .set_claude_flow_config(

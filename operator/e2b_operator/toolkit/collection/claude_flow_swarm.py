@@ -10,12 +10,16 @@ Input (JSON, argv[1] or stdin), all optional:
   enable_memory      include the swarm's shared memory
   mode               "dry_run" (deterministic, offline) | "llm" (Anthropic Messages API);
                      default "llm" when ANTHROPIC_API_KEY is set, else "dry_run"
+  hooks              Claude-Flow hooks, e.g. {"pre-task": "npx claude-flow@alpha hooks
+                     pre-task"}: run (shell, 300 s each) before and after the task in llm
+                     mode, reported as skipped in a dry run
 Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
 import hashlib
 import os
 import re
+import subprocess
 import sys
 from collections import Counter, deque
 
@@ -166,6 +170,15 @@ def vote(agents: list[dict], voter: dict) -> str:
     return best["id"]
 
 
+def run_hook(command: str, run_it: bool) -> dict:
+    """One Claude-Flow hook command (the real CLI through npx); skipped in a dry run."""
+    if not run_it:
+        return {"command": command, "status": "skipped (dry run)"}
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
+    output = (proc.stdout + proc.stderr).strip()[-500:]
+    return {"command": command, "exit_code": proc.returncode, "output": output}
+
+
 def run(config: dict) -> dict:
     task = str(config.get("task", "Analyse the market. Propose a strategy; test it"))
     types = config.get("agent_types", DEFAULT_TYPES)
@@ -184,6 +197,10 @@ def run(config: dict) -> dict:
     if mode not in ("dry_run", "llm"):
         raise ValueError("mode must be dry_run or llm")
     model = config.get("model", os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-5"))
+    hooks = config.get("hooks") or {}
+    if not isinstance(hooks, dict) or not all(isinstance(v, str) for v in hooks.values()):
+        raise ValueError("hooks must be an object of {name: command}")
+    ran = {"pre-task": run_hook(hooks["pre-task"], mode == "llm")} if "pre-task" in hooks else {}
 
     roles = types[:max_agents]
     if "coordinator" in roles:  # the coordinator is the hub / root
@@ -239,6 +256,10 @@ def run(config: dict) -> dict:
         result["consensus"] = {"reached": rounds[-1]["consensus"], "votes": rounds[-1]["votes"]}
     if config.get("enable_memory", False):
         result["memory"] = {f"swarm/{a['id']}/result": a["output"]["summary"] for a in agents}
+    if "post-task" in hooks:
+        ran["post-task"] = run_hook(hooks["post-task"], mode == "llm")
+    if ran:
+        result["hooks"] = ran
     return result
 
 
