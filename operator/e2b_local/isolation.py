@@ -115,6 +115,9 @@ class Host:
         self.network = Network(self.tag, state_dir / "network-block")
         self.seccomp_bpf: str | None = None  # base64, compiled by crun for the first sandbox
         self.crun_args = ["--root", str(self.crun_root), "--cgroup-manager=cgroupfs"]
+        # Every sandbox's init holds the read end; this process alone holds the write end, so
+        # when the server dies, however it dies, its sandboxes see EOF and end.
+        self.lifeline, self._lifeline_w = os.pipe2(os.O_CLOEXEC)
         self._lock_fd: int | None = None
 
     def lock(self) -> None:

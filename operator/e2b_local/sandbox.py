@@ -7,6 +7,7 @@ import base64
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -138,7 +139,7 @@ class SandboxRuntime:
         spec = oci.SandboxSpec(
             rootfs=str(self.dir / "root"),
             hostname="e2b-" + self.id[:12],
-            args=["/usr/bin/python3", "-I", "-S", "-c", INIT_SOURCE],
+            args=["/usr/bin/python3", "-I", "-S", "-"],  # the init's source comes on stdin
             cgroups_path=self.host.cgroups_path(self.id),
             memory_mb=self.memory_mb,
             cpu_count=self.cpu_count,
@@ -149,7 +150,8 @@ class SandboxRuntime:
         listener.listen(128)
         pid_file, err_file = self.dir / "init.pid", self.dir / "crun.out"
         stdin_file = self.dir / "crun.in"
-        stdin_file.touch(0o600)
+        stdin_file.write_text(INIT_SOURCE)
+        stdin_file.chmod(0o600)
         argv = [
             CRUN,
             *self.host.crun_args,
@@ -160,11 +162,14 @@ class SandboxRuntime:
             "--pid-file",
             str(pid_file),
             "--preserve-fds",
-            "1",
+            "2",
             self.id,
         ]
-        # fd 3 of the container's init is the control socket (dup2 clears its CLOEXEC flag).
-        ctl = os.dup(listener.fileno()) if listener.fileno() == 3 else listener.fileno()
+        # The init's fd 3 is the control socket, fd 4 the server's lifeline (EOF when the
+        # server dies, so its sandboxes die with it). Both are first moved above 4 so the
+        # dup2s cannot clobber each other; dup2 clears CLOEXEC on the targets.
+        ctl = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)
+        life = fcntl.fcntl(self.host.lifeline, fcntl.F_DUPFD_CLOEXEC, 10)
         try:
             self._created = True
             pid = os.posix_spawn(
@@ -178,12 +183,13 @@ class SandboxRuntime:
                     (os.POSIX_SPAWN_OPEN, 1, str(err_file), os.O_WRONLY | os.O_CREAT, 0o600),
                     (os.POSIX_SPAWN_DUP2, 1, 2),
                     (os.POSIX_SPAWN_DUP2, ctl, 3),
+                    (os.POSIX_SPAWN_DUP2, life, 4),
                 ],
                 setsid=True,
             )
         finally:
-            if ctl != listener.fileno():
-                os.close(ctl)
+            os.close(ctl)
+            os.close(life)
             listener.close()
         if await wait_pid(pid) != 0:
             err = err_file.read_text(errors="replace").strip()

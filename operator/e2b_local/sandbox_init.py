@@ -1,12 +1,13 @@
 """PID 1 of one e2b-local sandbox (stdlib only; crun starts it inside the sandbox).
 
 crun has set up the namespaces, mounts, cgroups, capabilities and seccomp filter; this
-serves spawn/signal requests on a unix socket the server passes as fd 3. Each request is
-one connection: a JSON message plus SCM_RIGHTS fds (stdin, stdout, stderr). The reply is
-one JSON line with the pid, then one with the exit code. A spawn with "pty": [rows, cols]
-gets a terminal allocated here, on the sandbox's own devpts, instead of fds: its master
-comes back with the pid line (SCM_RIGHTS). As PID 1 it reaps every orphan;
-when it dies the kernel kills every process of the sandbox.
+serves spawn/signal requests on a unix socket the server passes as fd 3, and ends (and
+with it the whole sandbox) when fd 4, the server's lifeline, reaches EOF: the server died.
+Each request is one connection: a JSON message plus SCM_RIGHTS fds (stdin, stdout,
+stderr). The reply is one JSON line with the pid, then one with the exit code. A spawn
+with "pty": [rows, cols] gets a terminal allocated here, on the sandbox's own devpts,
+instead of fds: its master comes back with the pid line (SCM_RIGHTS). As PID 1 it reaps
+every orphan; when it dies the kernel kills every process of the sandbox.
 """
 
 import contextlib
@@ -18,6 +19,8 @@ import signal
 import socket
 import struct
 import termios
+
+LIFELINE = 4
 
 
 def _child(req: dict, fds: list[int]) -> None:
@@ -77,9 +80,14 @@ def serve(listener: socket.socket) -> None:
     listener.setblocking(False)
     sel.register(listener, selectors.EVENT_READ, "accept")
     sel.register(rpipe, selectors.EVENT_READ, "sigchld")
+    sel.register(LIFELINE, selectors.EVENT_READ, "lifeline")
     waiting: dict[int, socket.socket] = {}
     while True:
         for key, _ in sel.select():
+            if key.data == "lifeline":
+                if not os.read(LIFELINE, 1):
+                    os._exit(0)  # the server is gone: PID 1 exits, the kernel ends the rest
+                continue
             if key.data == "accept":
                 try:
                     conn, _addr = listener.accept()

@@ -229,3 +229,30 @@ def test_admin_calls_counts_control_plane_calls_by_route(local: LocalServer) -> 
     after = httpx.get(calls, headers=key).json()
     grew = {k for k in after if after[k] > before.get(k, 0)}
     assert {"POST /v2/sandboxes", "GET /sandboxes/{id}", "DELETE /sandboxes/{id}"} <= grew, after
+
+
+def test_sandboxes_end_with_their_server_even_when_it_is_killed(tmp_path: Path) -> None:
+    """No orphans: a server killed with SIGKILL takes its sandboxes with it (their inits
+    hold its lifeline), and its next start finds nothing to clean."""
+    from .conftest import start_server
+
+    server = start_server(tmp_path / "st")
+    boxes = [Sandbox.create(allow_internet_access=i % 2 == 0, **server.kw) for i in range(2)]
+    procs = [server.cgroup_procs(b.sandbox_id) for b in boxes]
+    inits = [int(p.read_text().split()[0]) for p in procs]
+    assert all(os.path.exists(f"/proc/{pid}") for pid in inits)
+    assert b"-S\x00-\x00" in Path(f"/proc/{inits[0]}/cmdline").read_bytes()  # source on stdin
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in inits):
+        assert time.monotonic() < deadline, "sandboxes outlived their killed server"
+        time.sleep(0.05)
+    restarted = start_server(tmp_path / "st")
+    try:
+        assert not Sandbox.list(**restarted.kw).next_items()
+    finally:
+        from .conftest import leftovers, stop_server
+
+        stop_server(restarted)
+    assert not leftovers(restarted)
