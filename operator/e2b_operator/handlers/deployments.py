@@ -219,11 +219,11 @@ async def _create_in_background(
     state: LoopState,
     create: Coroutine[Any, Any, tuple[str, Health | None]],
 ) -> None:
-    """One create within the operator-wide budget; records the outcome and wakes the loop."""
+    """One create (its E2B call within the operator-wide budget); records the outcome and
+    wakes the loop."""
     settings = services.settings
     try:
-        async with services.create_slots:
-            sandbox_id, first = await create
+        sandbox_id, first = await create
     except BackendError as exc:
         services.post(body, rd.Event("Warning", exc.reason, exc.message))
         failed = True
@@ -278,14 +278,15 @@ async def _create(
     }
     state.creating.add(index)
     try:
-        sandbox_id = await services.backend.create(
-            template_id,
-            metadata=metadata,
-            envs=instance_env,
-            timeout=spec.timeout_seconds,
-            idempotency_key=key,
-            internet=tspec.requirements.network_access,
-        )
+        async with services.create_slots:  # only E2B's create: what its limits count
+            sandbox_id = await services.backend.create(
+                template_id,
+                metadata=metadata,
+                envs=instance_env,
+                timeout=spec.timeout_seconds,
+                idempotency_key=key,
+                internet=tspec.requirements.network_access,
+            )
         now = datetime.now(UTC)
         record = ObservedSandbox(sandbox_id, "running", metadata, started_at=now)
         state.expectations.expect_created(record, time.monotonic())
