@@ -47,8 +47,7 @@ def test_lifecycle_hooks() -> None:
     hooks = builder.build().hooks
     assert hooks.pre_install == "apt-get update && apt-get install -y curl"
     assert hooks.health_check == "curl -f http://localhost:8080/health || exit 1"
-    TemplateRegistry().register_template("hooked", builder)
-    assert TemplateRegistry().get_template("hooked").spec.hooks.cleanup == "rm -rf /tmp/cache/*"
+    assert builder.to_manifest("hooked")["spec"]["hooks"]["cleanup"] == "rm -rf /tmp/cache/*"
 
 
 async def test_trading_configuration_and_scaling(capsys) -> None:

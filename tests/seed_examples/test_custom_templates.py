@@ -93,8 +93,7 @@ if __name__ == '__main__':
     assert template.template_type is TemplateType.PYTHON_BASE
     assert template.metadata.name == "Data Processor"
     assert "pd.read_csv" in template.files.main_script
-    TemplateRegistry().register_template("data-processor", template)
-    assert TemplateRegistry().get_template("data_processor") is not None
+    assert template.to_spec().requirements.python_packages == ["pandas", "numpy"]
 
 
 def test_trading_signal_generator() -> None:
@@ -191,5 +190,4 @@ def test_claude_flow_swarm_template() -> None:
     template = builder.build()  # setup: the seed's next step
     assert template.claude_flow.agent_types == ["researcher", "analyst", "synthesizer"]
     assert template.claude_flow.hooks["pre-task"] == "npx claude-flow@alpha hooks pre-task"
-    TemplateRegistry().register_template("research_swarm", template)
-    assert TemplateRegistry().get_template("research_swarm").spec.claude_flow.max_agents == 6
+    assert template.to_spec().claude_flow.max_agents == 6
