@@ -38,6 +38,7 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = {
         {},  # the symbols, risk and strategy come from the template's tradingAgent section
         lambda r: (
             sorted(r["results"]) == ["AAPL", "GOOGL", "MSFT"]
+            and sorted(r["libraries"]) == ["numpy", "pandas"]
             and r["summary"]["failed"] == 0
             and r["risk_params"]["take_profit"] == 0.04
             and all("RSI" in s["indicators"] for s in r["results"].values())

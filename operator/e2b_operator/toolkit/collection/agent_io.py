@@ -5,6 +5,7 @@ Claude call of their online paths. Standard library only.
 It is shipped beside each main script (files.modules["agent_io.py"], so /app/agent_io.py).
 """
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -28,6 +29,17 @@ def template_config() -> dict:
             return json.load(f)
     except FileNotFoundError:
         return {}
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Versions of the installed distributions among `names` (what the template installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def read_config() -> dict:

@@ -22,7 +22,7 @@ import sys
 import urllib.parse
 import urllib.request
 
-from agent_io import run_main
+from agent_io import library_versions, run_main
 
 STRATEGIES = ("momentum", "rsi", "mean_reversion")
 DEFAULT_RISK = {"max_position_size": 0.1, "stop_loss": 0.02, "take_profit": 0.04}
@@ -350,6 +350,7 @@ def run(config: dict) -> dict:
         summary["total_trades"] = sum(r["backtest"]["trades"] for r in ok)
     result = {
         "template": "trading_agent",
+        "libraries": library_versions("numpy", "pandas"),
         "strategy": cfg["strategy"],
         "data_source": cfg["dataSource"],
         "execution_mode": cfg["execution_mode"],
