@@ -73,6 +73,7 @@ def test_defaults_are_applied(kube: LocalCluster, namespace: str) -> None:
         "intervalSeconds": 30,
         "failureThreshold": 3,
         "timeoutSeconds": 10,
+        "startupTimeoutSeconds": 120,
     }
     got = json.loads(kube.kubectl("-n", namespace, "get", "e2bt", "t", "-o", "json").stdout)
     requirements = got["spec"]["requirements"]
