@@ -54,19 +54,32 @@ class Watcher:
             raise
         asyncio.get_running_loop().add_reader(fd, self._read)
 
-    def _watch(self, rel: str) -> None:
+    def _watch(self, rel: str, announce: bool = False) -> None:
+        """Watch `rel` (and, recursively, its directories). `announce`: it is new, so what
+        was made in it before its watch existed is reported as created (and written)."""
         dfd = sbxfs.open_dir(self.sbx, posixpath.join(self.path, rel), self.user)
         try:
             wd = _libc.inotify_add_watch(self.fd, f"/proc/self/fd/{dfd}".encode(), MASK)
             if wd < 0:
                 raise OSError(ctypes.get_errno(), "inotify_add_watch", self.path)
             self.dirs[wd] = rel
-            if self.recursive:
-                for name in os.listdir(dfd):
-                    if _is_dir(dfd, name):
-                        self._watch(posixpath.join(rel, name))
+            if not self.recursive:
+                return
+            for name in os.listdir(dfd):
+                child = posixpath.join(rel, name)
+                is_dir = _is_dir(dfd, name)
+                if announce:
+                    self._emit(child, fpb.EventType.CREATE)
+                    if not is_dir and _size(dfd, name):
+                        self._emit(child, fpb.EventType.WRITE)
+                if is_dir:
+                    self._watch(child, announce)
         finally:
             os.close(dfd)
+
+    def _emit(self, name: str, kind: fpb.EventType) -> None:
+        if not self.events.full():
+            self.events.put_nowait(fpb.FilesystemEvent(name=name, type=kind))
 
     def _read(self) -> None:
         try:
@@ -81,12 +94,12 @@ class Watcher:
             if wd not in self.dirs or mask & IN_Q_OVERFLOW:
                 continue
             name = posixpath.join(self.dirs[wd], raw.rstrip(b"\0").decode(errors="replace"))
+            for bits, kind in KINDS:
+                if mask & bits:
+                    self._emit(name, kind)
             if self.recursive and mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
                 with contextlib.suppress(OSError):
-                    self._watch(name)
-            for bits, kind in KINDS:
-                if mask & bits and not self.events.full():
-                    self.events.put_nowait(fpb.FilesystemEvent(name=name, type=kind))
+                    self._watch(name, announce=True)
 
     def drain(self) -> list[fpb.FilesystemEvent]:
         out = []
@@ -99,6 +112,13 @@ class Watcher:
             asyncio.get_running_loop().remove_reader(self.fd)
             os.close(self.fd)
             self.fd = -1
+
+
+def _size(dir_fd: int, name: str) -> int:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+    except OSError:
+        return 0
 
 
 def _is_dir(dir_fd: int, name: str) -> bool:
