@@ -7,7 +7,8 @@ distributions (alpine, fedora, arch, bun, private registries) are refused with a
 Layers are cached by the content hash of (parent, steps with file hashes, start/ready cmd)
 and saved as tarballs under <state>/templates so templates survive a restart. Built-in
 templates (`code_interpreter.py`) are built on first use, and their layers are also kept in a
-cache shared by the host's servers.
+cache shared by the host's servers; with `--share-builds` (tests, `make dev`) every template's
+are, like a Docker build cache (skipCache bypasses it; unused layers go after 14 days).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import code_interpreter
+from . import code_interpreter, prom
 from .isolation import Host
 from .sandbox import SandboxRuntime
+from .teams import DEFAULT_TEAM
 
 log = logging.getLogger("e2b_local.builds")
 
@@ -39,6 +41,7 @@ DEFAULT_CPU = 2
 DEFAULT_MEMORY_MB = 1024
 READY_POLL_S = 0.5
 READY_TIMEOUT_S = 600.0
+SHARED_KEEP_DAYS = 14
 
 
 class BuildError(Exception):
@@ -49,6 +52,10 @@ class BuildError(Exception):
 
 class NotFound(Exception):
     pass
+
+
+class Forbidden(Exception):
+    """Another team's template, named by its ID (E2B's 403)."""
 
 
 def _ts() -> str:
@@ -74,6 +81,7 @@ class BuildRecord:
 class TemplateRecord:
     template_id: str
     names: list[str]
+    team: str | None = None  # None: public (base, built-ins), usable by every team
     tags: list[str] = field(default_factory=lambda: ["default"])
     cpu_count: int = DEFAULT_CPU
     memory_mb: int = DEFAULT_MEMORY_MB
@@ -96,10 +104,17 @@ class TemplateRecord:
 class TemplateStore:
     """Template registry, uploaded build files and the build runner."""
 
-    def __init__(self, state_dir: Path, host: Host, layer_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        host: Host,
+        layer_cache: Path | None = None,
+        share_builds: bool = False,
+    ) -> None:
         self.state_dir = state_dir
         self.host = host
         self.layer_cache = layer_cache
+        self.share_builds = share_builds  # user templates' layers go through layer_cache too
         self._builtin_lock = asyncio.Lock()
         self.files_dir = state_dir / "files"
         self.saved_dir = state_dir / "templates"
@@ -120,6 +135,8 @@ class TemplateStore:
             return
         for raw in json.loads(index.read_text()):
             rec = TemplateRecord(**{k: v for k, v in raw.items() if k != "builds"})
+            if "team" not in raw and not set(rec.names) & set(code_interpreter.NAMES):
+                rec.team = DEFAULT_TEAM  # saved before teams: the server key's
             try:
                 for key in rec.layers:
                     self._restore_layer(key)
@@ -167,25 +184,43 @@ class TemplateStore:
             str(self.host.hostroot),
         ]
 
-    def resolve(self, ref: str) -> tuple[TemplateRecord, str | None]:
-        """Find a ready template by ID, name or alias (an optional `:tag` is ignored)."""
+    def resolve(self, ref: str, team: str | None) -> tuple[TemplateRecord, str | None]:
+        """Find a ready template of the team (or a public one) by ID, name or alias (an
+        optional `:tag` is ignored); ApiError 404, or 403 for another team's ID."""
         from .runtime import ApiError
 
         name = ref.split(":", 1)[0] if "/" not in ref else ref
-        rec = self.templates.get(name) or next(
-            (t for t in self.templates.values() if name in t.names), None
-        )
+        try:
+            rec = self.find(name, team)
+        except Forbidden as e:
+            raise ApiError(403, f"You don't have access to this sandbox template ({ref})") from e
+        except NotFound:
+            rec = None
         if rec is None or rec.build_status != "ready":
             raise ApiError(404, f"template '{ref}' not found")
         return rec, name if name != rec.template_id else None
 
-    def find(self, ref: str) -> TemplateRecord:
-        rec = self.templates.get(ref) or next(
-            (t for t in self.templates.values() if ref in t.names), None
+    def _named(self, name: str, team: str | None) -> TemplateRecord | None:
+        return next(
+            (t for t in self.templates.values() if t.team == team and name in t.names), None
         )
+
+    def find(self, ref: str, team: str | None) -> TemplateRecord:
+        """A template by ID (Forbidden if another team's) or by name, the team's own names
+        first, then the public ones: each team has its own names, as E2B's namespaces."""
+        rec = self.templates.get(ref)
+        if rec is not None:
+            if rec.team not in (None, team):
+                raise Forbidden(ref)
+            return rec
+        rec = (self._named(ref, team) if team is not None else None) or self._named(ref, None)
         if rec is None:
             raise NotFound(ref)
         return rec
+
+    def visible(self, team: str) -> list[TemplateRecord]:
+        """The team's templates and the public ones."""
+        return [t for t in self.templates.values() if t.team in (None, team)]
 
     async def ensure_builtin(self, ref: str) -> None:
         """Build a built-in template (or restore it from the shared cache) on first use."""
@@ -194,9 +229,9 @@ class TemplateStore:
             return
         async with self._builtin_lock:
             with contextlib.suppress(NotFound):
-                if self.find(name).build_status == "ready":
+                if self.find(name, None).build_status == "ready":
                     return
-            rec, build = self.request_build(code_interpreter.NAMES[0], None, None, None)
+            rec, build = self.request_build(code_interpreter.NAMES[0], None, None, None, None)
             rec.names = list(code_interpreter.NAMES)
             log.info("preparing the built-in template %s (cached layer or build)", name)
             await self._build(rec, build, code_interpreter.build_spec(), shared=True)
@@ -205,15 +240,22 @@ class TemplateStore:
                 raise BuildError(f"the built-in template '{name}' failed to build: {reason}")
 
     def request_build(
-        self, name: str, tags: list[str] | None, cpu: int | None, mem: int | None
+        self,
+        name: str,
+        tags: list[str] | None,
+        cpu: int | None,
+        mem: int | None,
+        team: str | None,
     ) -> tuple[TemplateRecord, BuildRecord]:
+        """A new build of the team's template ``name`` (created if the team has none)."""
         name, _, tag = name.partition(":")
-        try:
-            rec = self.find(name)
-            if rec.template_id == "base":
-                raise BuildError("the name 'base' is reserved")
-        except NotFound:
-            rec = TemplateRecord(secrets.token_hex(10), names=[name], build_status="waiting")
+        if name in self.templates["base"].names:
+            raise BuildError("the name 'base' is reserved")
+        rec = self._named(name, team)
+        if rec is None:
+            rec = TemplateRecord(
+                secrets.token_hex(10), names=[name], team=team, build_status="waiting"
+            )
             self.templates[rec.template_id] = rec
         rec.tags = tags or ([tag] if tag else ["default"])
         rec.cpu_count = cpu or DEFAULT_CPU
@@ -226,7 +268,7 @@ class TemplateStore:
         return rec, build
 
     def delete(self, template_id: str, in_use: set[str]) -> None:
-        rec = self.find(template_id)
+        rec = self.templates[template_id]
         if rec.template_id == "base":
             raise BuildError("the base template cannot be deleted")
         del self.templates[rec.template_id]
@@ -246,7 +288,8 @@ class TemplateStore:
     # -- building ---------------------------------------------------------------------------
 
     def start_build(self, rec: TemplateRecord, build: BuildRecord, spec: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._build(rec, build, spec))
+        build_task = self._build(rec, build, spec, shared=self.share_builds)
+        task = asyncio.get_running_loop().create_task(build_task)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -255,10 +298,10 @@ class TemplateStore:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    def _parent(self, spec: dict[str, Any]) -> TemplateRecord:
+    def _parent(self, spec: dict[str, Any], team: str | None) -> TemplateRecord:
         if spec.get("fromTemplate"):
             try:
-                return self.resolve(spec["fromTemplate"])[0]
+                return self.resolve(spec["fromTemplate"], team)[0]
             except Exception as e:
                 raise BuildError(f"base template '{spec['fromTemplate']}' not found") from e
         image = spec.get("fromImage") or "e2bdev/base"
@@ -293,7 +336,7 @@ class TemplateStore:
         build.status = "building"
         t0 = time.monotonic()
         try:
-            parent = self._parent(spec)
+            parent = self._parent(spec, rec.team)
             key = self._cache_key(parent, spec)
             force = bool(spec.get("force")) or any(s.get("force") for s in spec.get("steps") or [])
             state = {"envs": dict(parent.envs), "workdir": parent.workdir, "user": parent.user}
@@ -321,6 +364,7 @@ class TemplateStore:
             rec.updated_at = _ts()
             build.status = "ready"
             build.log(f"Build finished in {time.monotonic() - t0:.1f}s")
+            prom.BUILDS.labels("ready").observe(time.monotonic() - t0)
             self._save()
         except asyncio.CancelledError:
             build.status = "error"
@@ -331,6 +375,7 @@ class TemplateStore:
             build.log(f"Build failed: {e}", "error", step)
             build.status = "error"
             build.reason = {"message": str(e)}
+            prom.BUILDS.labels("error").observe(time.monotonic() - t0)
             if step is not None:
                 build.reason["step"] = step
             if rec.build_status != "ready":
@@ -492,10 +537,12 @@ rm -rf "$tmp"
             await asyncio.sleep(READY_POLL_S)
 
     def _from_shared(self, key: str) -> bool:
-        """Restore a layer from the shared cache, if it is there."""
+        """Restore a layer from the shared cache, if it is there (marking it used)."""
         src = self.layer_cache / f"{key}.tar" if self.layer_cache else None
         if src is None or not src.exists():
             return False
+        with contextlib.suppress(OSError):
+            os.utime(src)
         tar = self.saved_dir / f"{key}.tar"
         try:
             os.link(src, tar)
@@ -518,6 +565,16 @@ rm -rf "$tmp"
             part.rename(self.layer_cache / f"{key}.tar")
         finally:
             part.unlink(missing_ok=True)
+        self._prune_shared()
+
+    def _prune_shared(self) -> None:
+        """Drop shared layers unused for SHARED_KEEP_DAYS (tests publish one-off templates)."""
+        assert self.layer_cache is not None
+        horizon = time.time() - SHARED_KEEP_DAYS * 86400
+        for tar in self.layer_cache.glob("*.tar"):
+            with contextlib.suppress(OSError):
+                if tar.stat().st_mtime < horizon:
+                    tar.unlink()
 
     def _persist_layer(self, key: str) -> None:
         subprocess.run(

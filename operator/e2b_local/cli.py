@@ -2,7 +2,9 @@
 
 The API key comes from $E2B_LOCAL_API_KEY or --api-key-file, never from the command line
 (where `ps` shows it); without either, a new key is written to <state-dir>/api-key (0600).
-The key itself is never printed or logged.
+It is team `default`; more teams, each seeing only its own sandboxes and templates, come
+from --teams-file and $E2B_LOCAL_TEAMS (`TEAM=KEY` a line, see teams.py). Keys are never
+printed or logged.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import os
 import secrets
 import shlex
 import socket
-import sys
 from pathlib import Path
 
 import uvicorn
 
-from . import hostns
+from . import hostns, limits, prom
 from .faults import Faults, parse_spec
 from .server import LocalE2B
+from .teams import Teams
 
 KEEP_ALIVE_S = 330
 
@@ -65,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
         "written to <state-dir>/api-key)",
     )
     s.add_argument("--api-key", help=argparse.SUPPRESS)
+    s.add_argument(
+        "--teams-file",
+        help="more API keys as separate teams: TEAM=KEY a line (also $E2B_LOCAL_TEAMS); "
+        "read again when it changes",
+    )
     s.add_argument("--max-sandboxes", type=int, default=100)
     s.add_argument(
         "--fault",
@@ -73,10 +80,25 @@ def main(argv: list[str] | None = None) -> None:
         help="fault rule KIND[=ARG]:SHARE[:COUNT][@PATH] (see faults.py); repeatable",
     )
     s.add_argument(
+        "--limits",
+        default=os.environ.get("E2B_LOCAL_LIMITS", "off"),
+        help="E2B's rate limits and concurrency cap per API key: a preset (off, hobby, pro) "
+        "and FIELD=VALUE overrides, e.g. 'pro,concurrent_sandboxes=30' (see limits.py; "
+        "default $E2B_LOCAL_LIMITS or off); changeable at run time through /admin/limits",
+    )
+    s.add_argument(
         "--layer-cache",
         default=os.environ.get("E2B_LOCAL_LAYER_CACHE")
         or str(Path.home() / ".cache" / "e2b-operator" / "e2b-local-layers"),
         help="host-wide cache of built-in template layers (code-interpreter), shared by servers",
+    )
+    s.add_argument(
+        "--share-builds",
+        action="store_true",
+        default=os.environ.get("E2B_LOCAL_SHARE_BUILDS") == "1",
+        help="keep every template's layers in the layer cache too, keyed by content like a "
+        "Docker build cache (skipCache bypasses it): identical templates build once per host "
+        "(tests, make dev); E2B itself builds each template of a team",
     )
     s.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
@@ -87,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = ",".join([os.environ.get("E2B_LOCAL_FAULTS", ""), *args.fault])
     try:
         faults = Faults(parse_spec(spec))
+        rate_limits = limits.parse_spec(args.limits)
     except ValueError as e:
         p.error(str(e))
     if args.api_key is not None:
@@ -108,9 +131,24 @@ def main(argv: list[str] | None = None) -> None:
     else:
         key_file = state_dir / "api-key"
         api_key = _write_key(key_file)
+    env_teams = os.environ.pop("E2B_LOCAL_TEAMS", "")
+    teams_file = Path(args.teams_file).resolve() if args.teams_file else None
+    try:
+        teams = Teams(api_key, env_teams, teams_file)
+    except ValueError as e:
+        s.error(str(e))
     port = args.port or _free_port(args.host)
     hostns.enter_private_mount_namespace()
-    app = LocalE2B(state_dir, api_key, args.max_sandboxes, faults, Path(args.layer_cache))
+    app = LocalE2B(
+        state_dir,
+        teams,
+        args.max_sandboxes,
+        faults,
+        Path(args.layer_cache),
+        limits=rate_limits,
+        share_builds=args.share_builds,
+    )
+    served = prom.Instrumented(app, app.route_label, app.sandbox_states)
     url = f"http://{args.host}:{port}"
     print(f"export E2B_API_URL={url}", flush=True)
     print(f"export E2B_SANDBOX_URL={url}", flush=True)
@@ -118,9 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f'export E2B_API_KEY="$(cat {shlex.quote(str(key_file))})"', flush=True)
     else:
         print("# E2B_API_KEY: the value of E2B_LOCAL_API_KEY", flush=True)
-    sys.stdout.flush()
+    print(f"# teams: {', '.join(teams.names())}", flush=True)
     uvicorn.run(
-        app,
+        served,
         host=args.host,
         port=port,
         log_level="warning",

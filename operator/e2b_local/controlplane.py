@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .builds import BuildError, NotFound, TemplateRecord
+from .builds import BuildError, Forbidden, NotFound, TemplateRecord
 from .runtime import DEFAULT_TIMEOUT_S, ENVD_VERSION, ApiError, Runtime, SandboxRecord
 
 IDEMPOTENCY_RE = re.compile(r"^[a-z0-9-]{1,255}$")
@@ -162,6 +162,12 @@ def _str_map(v: Any, what: str) -> dict[str, str]:
     return dict(v)
 
 
+def team_of(request: Request) -> str:
+    """The team of the request's API key (the server put it there after checking the key)."""
+    team: str = request.scope["state"]["team"]
+    return team
+
+
 def _timeout(v: Any, default: int | None) -> int | None:
     if v is None:
         return default
@@ -216,6 +222,7 @@ class ControlPlane:
             raise ApiError(400, "Idempotency-Key must be 1-255 lowercase letters, digits, hyphens")
         auto_resume = body.get("autoResume") or {}
         sbx = await self.rt.create(
+            team=team_of(request),
             template_ref=template,
             timeout=_timeout(body.get("timeout"), DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S,
             metadata=_str_map(body.get("metadata"), "metadata"),
@@ -240,7 +247,7 @@ class ControlPlane:
             datetime.fromisoformat(started_after.replace("Z", "+00:00")) if started_after else None
         )
         out = []
-        for s in self.rt.all():
+        for s in self.rt.all(team_of(request)):
             if s.state not in states:
                 continue
             if any(s.metadata.get(k) != v for k, v in meta.items()):
@@ -272,7 +279,7 @@ class ControlPlane:
             idx = keys.index((ts, sid)) + 1 if (ts, sid) in keys else 0
             items = items[idx:]
         page, rest = items[:limit], items[limit:]
-        headers = {"X-Total-Running": str(self.rt.running_count())}
+        headers = {"X-Total-Running": str(self.rt.running_count(team_of(request)))}
         if rest:
             last = page[-1]
             cursor = f"{last.started_at.isoformat()}__{last.sandbox_id}"
@@ -283,10 +290,10 @@ class ControlPlane:
         return JSONResponse([_listed(s) for s in self._filtered(request, {"running"})])
 
     async def get(self, request: Request) -> Response:
-        return JSONResponse(_detail(self.rt.get(request.path_params["sid"])))
+        return JSONResponse(_detail(self.rt.get(request.path_params["sid"], team_of(request))))
 
     async def kill(self, request: Request) -> Response:
-        await self.rt.kill(request.path_params["sid"])
+        await self.rt.kill(request.path_params["sid"], team_of(request))
         return Response(status_code=204)
 
     async def set_timeout(self, request: Request) -> Response:
@@ -294,18 +301,19 @@ class ControlPlane:
         t = _timeout(body.get("timeout"), None)
         if t is None:
             raise ApiError(400, "timeout is required")
-        self.rt.set_timeout(request.path_params["sid"], t)
+        self.rt.set_timeout(request.path_params["sid"], team_of(request), t)
         return Response(status_code=204)
 
     async def refresh(self, request: Request) -> Response:
         body = await _body(request)
-        sbx = self.rt.get(request.path_params["sid"])
+        team = team_of(request)
+        sbx = self.rt.get(request.path_params["sid"], team)
         duration = _timeout(body.get("duration"), DEFAULT_TIMEOUT_S) or DEFAULT_TIMEOUT_S
-        self.rt.set_timeout(sbx.sandbox_id, duration)
+        self.rt.set_timeout(sbx.sandbox_id, team, duration)
         return Response(status_code=204)
 
     async def metrics(self, request: Request) -> Response:
-        sbx = self.rt.get(request.path_params["sid"])
+        sbx = self.rt.get(request.path_params["sid"], team_of(request))
         q = request.query_params
         try:
             start, end = (int(q[k]) if q.get(k) else None for k in ("start", "end"))
@@ -314,20 +322,20 @@ class ControlPlane:
         return JSONResponse(sbx.metrics.between(start, end))
 
     async def pause(self, request: Request) -> Response:
-        await self.rt.pause(request.path_params["sid"])
+        await self.rt.pause(request.path_params["sid"], team_of(request))
         return Response(status_code=204)
 
     async def connect(self, request: Request) -> Response:
         body = await _body(request)
         sbx, resumed = await self.rt.connect(
-            request.path_params["sid"], _timeout(body.get("timeout"), None)
+            request.path_params["sid"], team_of(request), _timeout(body.get("timeout"), None)
         )
         return JSONResponse(sandbox_json(sbx), status_code=201 if resumed else 200)
 
     async def resume(self, request: Request) -> Response:
         """The older resume call: like connect, but 409 for a sandbox that is running."""
         sid = request.path_params["sid"]
-        if self.rt.get(sid).state == "running":
+        if self.rt.get(sid, team_of(request)).state == "running":
             raise ApiError(409, f"Sandbox {sid} is already running")
         return await self.connect(request)
 
@@ -340,7 +348,7 @@ class ControlPlane:
             raise ApiError(400, "name is required")
         try:
             rec, build = self.rt.templates.request_build(
-                name, body.get("tags"), body.get("cpuCount"), body.get("memoryMB")
+                name, body.get("tags"), body.get("cpuCount"), body.get("memoryMB"), team_of(request)
             )
         except BuildError as e:
             raise ApiError(400, str(e)) from e
@@ -354,16 +362,26 @@ class ControlPlane:
         )
         return JSONResponse(resp.to_dict(), status_code=202)
 
-    def _template(self, tid: str) -> TemplateRecord:
+    def _template(
+        self, request: Request, param: str = "tid", *, own: bool = False
+    ) -> TemplateRecord:
+        """The request's template, the team's or (unless ``own``) a public one; 404 for a
+        name the team does not have, 403 for another team's ID, as E2B answers."""
+        tid = request.path_params[param]
         try:
-            return self.rt.templates.find(tid)
+            rec = self.rt.templates.find(tid, team_of(request))
         except NotFound as e:
             raise ApiError(404, f"template '{tid}' not found") from e
+        except Forbidden as e:
+            raise ApiError(403, f"You don't have access to this sandbox template ({tid})") from e
+        if own and rec.team != team_of(request) and rec.template_id != "base":
+            raise ApiError(403, f"You don't have access to this sandbox template ({tid})")
+        return rec
 
     async def files_link(self, request: Request) -> Response:
         """Whether a COPY tarball is stored; if not, a presigned URL for the template's newest
         waiting build (the one the SDK has just requested)."""
-        rec = self._template(request.path_params["tid"])
+        rec = self._template(request, own=True)
         h = request.path_params["hash"]
         try:
             present = self.rt.templates.file_path(h).exists()
@@ -404,7 +422,7 @@ class ControlPlane:
         return Response(status_code=200)
 
     async def build_start(self, request: Request) -> Response:
-        rec = self._template(request.path_params["tid"])
+        rec = self._template(request, own=True)
         build = rec.builds.get(request.path_params["bid"])
         if build is None:
             raise ApiError(404, "build not found")
@@ -414,7 +432,7 @@ class ControlPlane:
         return Response(status_code=202)
 
     async def build_status(self, request: Request) -> Response:
-        rec = self._template(request.path_params["tid"])
+        rec = self._template(request)
         build = rec.builds.get(request.path_params["bid"])
         if build is None:
             raise ApiError(404, "build not found")
@@ -437,23 +455,23 @@ class ControlPlane:
         return JSONResponse(out)
 
     async def templates_list(self, request: Request) -> Response:
-        items = [_template_json(t) for t in self.rt.templates.templates.values()]
+        items = [_template_json(t) for t in self.rt.templates.visible(team_of(request))]
         return JSONResponse(items)
 
     async def alias(self, request: Request) -> Response:
-        rec = self._template(request.path_params["alias"])
+        rec = self._template(request, "alias")
         return JSONResponse(
             m.TemplateAliasResponse(template_id=rec.template_id, public=False).to_dict()
         )
 
     async def template_get(self, request: Request) -> Response:
-        rec = self._template(request.path_params["tid"])
+        rec = self._template(request)
         out = _template_json(rec)
         out["builds"] = [{"buildID": b.build_id, "status": b.status} for b in rec.builds.values()]
         return JSONResponse(out)
 
     async def template_delete(self, request: Request) -> Response:
-        rec = self._template(request.path_params["tid"])
+        rec = self._template(request, own=True)
         in_use = {k for s in self.rt.sandboxes.values() for k in s.template.layers}
         try:
             self.rt.templates.delete(rec.template_id, in_use)

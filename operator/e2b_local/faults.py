@@ -12,12 +12,13 @@ a "rules" list of objects (FaultRule fields), and an optional integer "seed".
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from dataclasses import asdict, dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from .admin import bad_request, json_object
 
 KINDS = ("429", "503", "timeout", "delay")
 
@@ -79,12 +80,7 @@ def parse_spec(spec: str) -> list[FaultRule]:
 
 def parse_body(raw: bytes) -> tuple[list[FaultRule], int | None]:
     """Rules and optional seed from a POST /admin/faults body; ValueError says what is wrong."""
-    try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"the body is not JSON: {e}") from e
-    if not isinstance(body, dict):
-        raise ValueError('the body must be a JSON object: {"spec": "..."} or {"rules": [...]}')
+    body = json_object(raw, '{"spec": "..."} or {"rules": [...]}')
     seed = body.get("seed")
     if seed is not None and not _integer(seed):
         raise ValueError("seed must be an integer")
@@ -143,7 +139,7 @@ class Faults:
             try:
                 rules, seed = parse_body(await request.body())
             except ValueError as e:
-                return JSONResponse({"code": 400, "message": str(e)}, status_code=400)
+                return bad_request(e)
             self.rules = rules
             if seed is not None:
                 self.rng = random.Random(seed)

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ log = logging.getLogger("e2b_local.isolation")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUN_ROOT = Path("/run/e2b-local")
+LOCK_FILE = "server.lock"  # in the state dir, held open by the server for its whole life
+NETWORK_CLAIM = "network-block"  # in the state dir: the address block the server reserved
 CGROUP_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 KEEP_TOP = {"bin", "lib", "lib32", "lib64", "libx32", "sbin", "usr", "etc", "var", "opt"}
 EMPTY_TOP = {"dev", "proc", "sys", "tmp", "root", "home", "run", "mnt", "media", "srv"}
@@ -112,7 +115,7 @@ class Host:
         self.mask = self.run_dir / "mask"
         self.crun_root = state_dir / "crun"
         self.cgroup_parent = f"e2b-local-{self.tag}"
-        self.network = Network(self.tag, state_dir / "network-block")
+        self.network = Network(self.tag, state_dir / NETWORK_CLAIM)
         self.seccomp_bpf: str | None = None  # base64, compiled by crun for the first sandbox
         self.crun_args = ["--root", str(self.crun_root), "--cgroup-manager=cgroupfs"]
         # Every sandbox's init holds the read end; this process alone holds the write end, so
@@ -122,7 +125,7 @@ class Host:
 
     def lock(self) -> None:
         """Refuse a second server on the same state dir (it would share every resource)."""
-        fd = os.open(self.state_dir / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -149,6 +152,7 @@ class Host:
         self.network.setup()
 
     def shutdown(self) -> None:
+        self.end_sandboxes()
         self.network.teardown()
         umount_runfs(self.run_dir)
         for d in (self.run_dir, RUN_ROOT):
@@ -163,34 +167,66 @@ class Host:
         """The OCI cgroupsPath of a sandbox."""
         return f"{self.cgroup_parent}/{sandbox_id}"
 
-    def _parents(self) -> list[Path]:
-        return [p for p in CGROUP_ROOT.glob(f"*/{self.cgroup_parent}") if p.is_dir()]
+    def end_sandboxes(self, timeout: float = 10.0) -> None:
+        """Wait until the processes of this server's sandboxes are gone (their inits were
+        killed, which ends each one's pid namespace; reading, never signalling, what the
+        cgroups list), then drop crun's state of them: all sandboxes at once."""
+        deadline = time.monotonic() + timeout
+        while self._running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for child in self.crun_root.iterdir():
+            shutil.rmtree(child, ignore_errors=True)
+
+    def _running(self) -> bool:
+        """Some process is left in a sandbox cgroup of this server (pids controller)."""
+        for procs in (CGROUP_ROOT / "pids" / self.cgroup_parent).glob("*/cgroup.procs"):
+            with contextlib.suppress(OSError):
+                if procs.read_text().strip():
+                    return True
+        return False
 
     def kill_stale(self) -> int:
         """Kill processes left in this server's cgroups by a previous run; count the groups."""
-        killed = 0
-        for parent in self._parents():
-            for child in [c for c in parent.iterdir() if c.is_dir()]:
-                if parent.parent.name == "freezer":
-                    with contextlib.suppress(OSError):
-                        (child / "freezer.state").write_text("THAWED")
-                with contextlib.suppress(OSError):
-                    for pid in (child / "cgroup.procs").read_text().split():
-                        with contextlib.suppress(OSError):
-                            os.kill(int(pid), signal.SIGKILL)
-                killed += 1
-        return killed
+        return kill_groups(self.cgroup_parent)
 
     def remove_cgroups(self, parents: bool = False) -> None:
         """Remove this server's empty per-sandbox cgroups (and its parents when `parents`)."""
-        for parent in self._parents():
-            for child in parent.iterdir():
-                if child.is_dir():
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
-            if parents:
+        remove_groups(self.cgroup_parent, parents)
+
+
+def cgroup_parents(name: str, hierarchies: tuple[str, ...] = ("*",)) -> list[Path]:
+    """The groups called `name` under each (or each given) cgroup hierarchy."""
+    return [p for h in hierarchies for p in CGROUP_ROOT.glob(f"{h}/{name}") if p.is_dir()]
+
+
+def kill_groups(name: str) -> int:
+    """Kill the sandbox processes in the per-sandbox groups under `name`; count the groups.
+
+    Only the v1 pids hierarchy is read (crun puts a sandbox's processes there and nothing
+    else), and only processes of sandbox users (host uid >= ID_BASE) are killed: on a hybrid
+    host, same-named groups of the v2 hierarchy can hold unrelated host processes."""
+    groups = [g for p in cgroup_parents(name, ("pids",)) for g in p.iterdir() if g.is_dir()]
+    for group in groups:
+        with contextlib.suppress(OSError):
+            (CGROUP_ROOT / "freezer" / name / group.name / "freezer.state").write_text("THAWED")
+        with contextlib.suppress(OSError):
+            for pid in (group / "cgroup.procs").read_text().split():
                 with contextlib.suppress(OSError):
-                    parent.rmdir()
+                    if os.stat(f"/proc/{pid}").st_uid >= ID_BASE:
+                        os.kill(int(pid), signal.SIGKILL)
+    return len(groups)
+
+
+def remove_groups(name: str, parents: bool = False) -> None:
+    """Remove the empty per-sandbox groups under `name` (and `name` itself when `parents`)."""
+    for parent in cgroup_parents(name):
+        for child in parent.iterdir():
+            if child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        if parents:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def is_mounted(path: Path) -> bool:

@@ -94,23 +94,20 @@ class _RtEntry(ctypes.Structure):
     ]
 
 
-def in_netns(pid: int, work: Callable[[], T]) -> T:
-    """Run `work` in a fresh thread that joined the network namespace of process `pid`.
+def in_netns(netns_fd: int, work: Callable[[], T]) -> T:
+    """Run `work` in a fresh thread that joined the network namespace open as `netns_fd`.
 
     Only that thread changes namespace; sockets it creates stay in the sandbox's namespace
-    for their lifetime, wherever they are used afterwards.
+    for their lifetime, wherever they are used afterwards. An fd, never a pid: a pid may name
+    another process by the time it is used (pids are reused).
     """
     result: list[T] = []
     error: list[BaseException] = []
 
     def run() -> None:
         try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
+            if _libc.setns(netns_fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
             result.append(work())
         except BaseException as e:
             error.append(e)
@@ -123,7 +120,7 @@ def in_netns(pid: int, work: Callable[[], T]) -> T:
     return result[0]
 
 
-def _configure_inside(pid: int, addr: str, gateway: str) -> None:
+def _configure_inside(netns_fd: int, addr: str, gateway: str) -> None:
     """In the sandbox's netns: eth0 up with `addr`/31, default route."""
 
     def work() -> None:
@@ -141,7 +138,7 @@ def _configure_inside(pid: int, addr: str, gateway: str) -> None:
             fcntl.ioctl(s, _SIOCADDRT, bytes(rt))
 
     try:
-        in_netns(pid, work)
+        in_netns(netns_fd, work)
     except Exception as e:
         raise NetworkError(f"configure the sandbox's eth0: {e}") from e
 
@@ -186,7 +183,12 @@ class Network:
         self.free = list(range(self.block.num_addresses // 2 - 1, 0, -1))
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             if f.read().strip() != "1":
-                log.info("enabling net.ipv4.ip_forward for internet-on sandboxes (NAT)")
+                # Never turned off again: other software (Docker, a CNI, another server)
+                # may rely on it by then, and this process cannot know (ARCHITECTURE.md).
+                log.warning(
+                    "enabling net.ipv4.ip_forward for internet-on sandboxes (NAT); it stays on "
+                    "after e2b-local stops (sysctl -w net.ipv4.ip_forward=0 if nothing needs it)"
+                )
                 with open("/proc/sys/net/ipv4/ip_forward", "w") as w:
                     w.write("1")
         _run(["nft", "-f", "-"], self._ruleset())
@@ -236,8 +238,9 @@ class Network:
 
     # -- sandboxes ---------------------------------------------------------------------------
 
-    async def attach(self, pid: int) -> Lease:
-        """Give the sandbox whose init is `pid` an eth0 with a route out."""
+    async def attach(self, netns_fd: int) -> Lease:
+        """Give the sandbox whose network namespace is open as `netns_fd` an eth0 with a
+        route out."""
         if self.block is None:
             raise NetworkError("sandbox networking is not set up")
         with self._lock:
@@ -249,12 +252,14 @@ class Network:
         host, inside = str(ipaddress.IPv4Address(base)), str(ipaddress.IPv4Address(base + 1))
         try:
             await _ip_batch(
-                f"link add {lease.host_if} type veth peer name eth0 netns {pid}\n"
+                # ip opens the namespace through this process's fd: no pid to go stale
+                f"link add {lease.host_if} type veth peer name eth0 "
+                f"netns /proc/{os.getpid()}/fd/{netns_fd}\n"
                 f"addr add {host}/31 dev {lease.host_if}\n"
                 f"link set {lease.host_if} up\n"
             )
             await asyncio.get_running_loop().run_in_executor(
-                None, _configure_inside, pid, inside, host
+                None, _configure_inside, netns_fd, inside, host
             )
         except BaseException:
             await self.release(lease)

@@ -63,10 +63,9 @@ def port_closed(sid: str, port: int) -> JSONResponse:
 
 async def connect(sbx: SandboxRuntime, port: int) -> socket.socket:
     """A TCP connection to 127.0.0.1:port inside the sandbox (OSError if nothing listens)."""
-    if sbx.init_pid is None or not 0 < port < 65536:
+    if sbx.netns_fd is None or not 0 < port < 65536:
         raise ConnectionRefusedError("no such port")
-    pid = sbx.init_pid
-    sock = in_netns(pid, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    sock = in_netns(sbx.netns_fd, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     sock.setblocking(False)
     try:
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
@@ -78,6 +77,12 @@ async def connect(sbx: SandboxRuntime, port: int) -> socket.socket:
 
 def _forwarded(scope: Scope) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in scope["headers"] if k.lower() not in DROPPED]
+
+
+async def _send(sock: socket.socket, data: bytes | None) -> None:
+    """Send what h11 framed, if anything: send(b"") fails once the app has hung up."""
+    if data:
+        await asyncio.get_running_loop().sock_sendall(sock, data)
 
 
 async def http(scope: Scope, receive: Any, send: Any, sbx: SandboxRuntime, port: int) -> None:
@@ -102,16 +107,16 @@ async def http(scope: Scope, receive: Any, send: Any, sbx: SandboxRuntime, port:
     started = False
     try:
         out = conn.send(h11.Request(method=scope["method"], target=target, headers=headers))
-        await loop.sock_sendall(sock, out or b"")
+        await _send(sock, out)
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 return
             if msg.get("body"):
-                await loop.sock_sendall(sock, conn.send(h11.Data(data=msg["body"])) or b"")
+                await _send(sock, conn.send(h11.Data(data=msg["body"])))
             if not msg.get("more_body"):
                 break
-        await loop.sock_sendall(sock, conn.send(h11.EndOfMessage()) or b"")
+        await _send(sock, conn.send(h11.EndOfMessage()))
 
         async def until_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -95,7 +96,8 @@ class SandboxRuntime:
         self.upper = upper or self.dir / "upper"
         self.cgroups = Cgroups(host, sandbox_id)
         self.ctl_path = str(self.dir / "ctl.sock")
-        self.init_pid: int | None = None
+        self.pidfd: int | None = None  # the init itself: signals never reach a reused pid
+        self.netns_fd: int | None = None
         self.root_fd: int | None = None
         self.lease: Lease | None = None
         self.procs: dict[int, Proc] = {}
@@ -113,8 +115,8 @@ class SandboxRuntime:
             self._mount_root()
             await self._run_container()
             if self.internet:
-                assert self.init_pid is not None
-                self.lease = await self.host.network.attach(self.init_pid)
+                assert self.netns_fd is not None
+                self.lease = await self.host.network.attach(self.netns_fd)
         except (OSError, NetworkError) as e:
             await self.destroy()
             raise SandboxError(f"sandbox could not start: {e}") from e
@@ -194,24 +196,31 @@ class SandboxRuntime:
         if await wait_pid(pid) != 0:
             err = err_file.read_text(errors="replace").strip()
             raise SandboxError(f"sandbox init failed: {err or 'crun failed without a message'}")
-        self.init_pid = int(pid_file.read_text())
+        self._hold_init(int(pid_file.read_text()))
         if self.host.seccomp_bpf is None:
             compiled = self.host.crun_root / self.id / "seccomp.bpf"
             self.host.seccomp_bpf = base64.b64encode(compiled.read_bytes()).decode()
+
+    def _hold_init(self, pid: int) -> None:
+        """Open the init's pidfd, root and network namespace while it surely is that pid's
+        process: opened first, then checked still running through the pidfd (the init is not
+        our child, so once it exits and is reaped its pid can name any host process)."""
+        self.pidfd = os.pidfd_open(pid)
+        self.root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY)
+        self.netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         with contextlib.suppress(OSError):  # the OOM killer picks commands, not the init
-            Path(f"/proc/{self.init_pid}/oom_score_adj").write_text("-1000")
-        self.root_fd = os.open(f"/proc/{self.init_pid}/root", os.O_PATH | os.O_DIRECTORY)
+            Path(f"/proc/{pid}/oom_score_adj").write_text("-1000")
+        if not self.alive:
+            raise SandboxError("sandbox init exited at start")
 
     @property
     def alive(self) -> bool:
-        """The namespace init runs (a zombie waiting to be reaped does not count)."""
-        if self.init_pid is None:
+        """The namespace init runs (one that exited, reaped or not, does not count)."""
+        if self.pidfd is None:
             return False
-        try:
-            stat = Path(f"/proc/{self.init_pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return not poller.poll(0)  # a pidfd turns readable when its process exits
 
     async def _request(
         self, req: dict, fds: list[int], *, reply_fd: bool = False
@@ -222,7 +231,7 @@ class SandboxRuntime:
         loop = asyncio.get_running_loop()
         try:
             await loop.sock_connect(sock, self.ctl_path)
-            _send_fds(sock, json.dumps(req).encode(), fds)
+            await _send_fds(sock, json.dumps(req).encode() + b"\n", fds)
             lines = LineSocket(sock)
             if reply_fd:
                 lines.fd = await lines.recv_fd()
@@ -277,6 +286,11 @@ class SandboxRuntime:
         req = _spawn_request(cmd, args, envs, cwd, user)
         try:
             sock, reply = await self._request(req, [in_r, out_w, err_w])
+            if "pid" not in reply:
+                sock.close()
+                raise SandboxError(
+                    f"sandbox {self.id} could not start '{cmd}': {reply.get('error')}"
+                )
         except BaseException:
             for fd in (out_r, err_r, keep_stdin):
                 if fd is not None:
@@ -305,9 +319,11 @@ class SandboxRuntime:
         req = {**_spawn_request(cmd, args, envs, cwd, user), "pty": list(size)}
         sock, reply = await self._request(req, [], reply_fd=True)
         master = sock.fd
-        if master is None:
+        if master is None or "pid" not in reply:
             sock.close()
-            raise SandboxError(f"sandbox {self.id}: no terminal for '{cmd}'")
+            if master is not None:
+                os.close(master)
+            raise SandboxError(f"sandbox {self.id}: no terminal for '{cmd}': {reply.get('error')}")
         proc = Proc(reply["pid"], cmd, args, envs, cwd, tag, master, pty=True)
         self.procs[proc.pid] = proc
         out = os.dup(master)
@@ -387,19 +403,26 @@ class SandboxRuntime:
 
     async def destroy(self) -> None:
         """Kill every process of the sandbox; remove its container, cgroups, mounts and layer."""
-        self.cgroups.freeze(False)
-        if self.init_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.init_pid, signal.SIGKILL)
-        loop = asyncio.get_running_loop()
+        self.abandon()
         if self._created:
             await self._crun("delete", "--force", self.id)
         if self.lease is not None:
             await self.host.network.release(self.lease)
             self.lease = None
-        if self.root_fd is not None:
-            os.close(self.root_fd)
-            self.root_fd = None
+        for fd in (self.root_fd, self.netns_fd, self.pidfd):
+            if fd is not None:
+                os.close(fd)
+        self.root_fd = self.netns_fd = self.pidfd = None
+        await asyncio.get_running_loop().run_in_executor(None, self._remove_dir)
+
+    def abandon(self) -> None:
+        """Kill the init (its pid namespace, every process of the sandbox, ends with it) and
+        end whatever waits on the sandbox; its container state, cgroups, veth and layer are
+        left to `destroy` or, at server shutdown, to the host's bulk cleanup."""
+        self.cgroups.freeze(False)
+        if self.pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         for w in self.watchers.values():
             w.close()
         self.watchers.clear()
@@ -409,7 +432,6 @@ class SandboxRuntime:
                 proc.publish(("end", -9))
                 proc.done.set()
         self.procs.clear()
-        await loop.run_in_executor(None, self._remove_dir)
 
     def _remove_dir(self) -> None:
         umount(str(self.dir / "root"))
@@ -471,12 +493,32 @@ def _spawn_request(
     }
 
 
-def _send_fds(sock: socket.socket, payload: bytes, fds: list[int]) -> None:
-    sock.setblocking(True)
+async def _send_fds(sock: socket.socket, payload: bytes, fds: list[int]) -> None:
+    """Send a request line, its fds with its first bytes, without blocking the event loop
+    (a request can outsize the socket buffer while the init is busy)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            sent = socket.send_fds(sock, [payload], fds)
+            break
+        except BlockingIOError:
+            await _ready(sock, loop.add_writer, loop.remove_writer)
+    if sent < len(payload):  # send(b"") is EPIPE once the init has answered and hung up
+        await loop.sock_sendall(sock, payload[sent:])
+
+
+async def _ready(
+    sock: socket.socket,
+    add: Callable[..., object],
+    remove: Callable[[int], object],
+) -> None:
+    """Wait until `sock` is ready (loop.add_reader/add_writer and their remove)."""
+    ready = asyncio.get_running_loop().create_future()
+    add(sock.fileno(), lambda: ready.done() or ready.set_result(None))
     try:
-        socket.send_fds(sock, [payload], fds)
+        await ready
     finally:
-        sock.setblocking(False)
+        remove(sock.fileno())
 
 
 class LineSocket:
@@ -490,12 +532,7 @@ class LineSocket:
     async def recv_fd(self) -> int | None:
         """Read what is there with the fd sent along (SCM_RIGHTS), keeping the bytes."""
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(self.sock.fileno(), lambda: ready.done() or ready.set_result(None))
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self.sock.fileno())
+        await _ready(self.sock, loop.add_reader, loop.remove_reader)
         data, fds, _flags, _addr = socket.recv_fds(self.sock, 4096, 1)
         if not data:
             raise OSError("control connection closed")

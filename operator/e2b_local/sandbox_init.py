@@ -71,6 +71,24 @@ def _spawn_pty(req: dict, conn: socket.socket) -> int:
         os.close(slave)
 
 
+def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    """One request: a JSON line, its fds arriving with its first bytes. A stream read stops
+    after the chunk carrying fds (about 36 KiB), so a large request (big envs) takes several."""
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 8)
+    chunks = [data]
+    try:
+        while data and not data.endswith(b"\n"):
+            data = conn.recv(1 << 16)
+            chunks.append(data)
+        if not data:
+            raise ValueError("request cut short")
+        return json.loads(b"".join(chunks)), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
 def serve(listener: socket.socket) -> None:
     """Accept spawn/signal requests and report exits until killed."""
     sel = selectors.DefaultSelector()
@@ -94,9 +112,9 @@ def serve(listener: socket.socket) -> None:
                 except BlockingIOError:
                     continue
                 conn.setblocking(True)
+                fds: list[int] = []
                 try:
-                    msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 8)
-                    req = json.loads(msg)
+                    req, fds = _read_request(conn)
                     op = req["op"]
                     if op == "spawn" and "pty" in req:
                         pid = _spawn_pty(req, conn)
@@ -117,7 +135,9 @@ def serve(listener: socket.socket) -> None:
                     else:
                         conn.sendall(b'{"ok": true}\n')
                         conn.close()
-                except (OSError, ValueError, KeyError):
+                except (OSError, ValueError, KeyError) as e:
+                    with contextlib.suppress(OSError):  # say why, not just hang up
+                        conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
                     conn.close()
                 finally:
                     for fd in fds:

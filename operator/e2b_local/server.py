@@ -3,9 +3,11 @@
 Requests with an `E2b-Sandbox-Id` header go to that sandbox's envd (like E2B's edge proxy,
 which answers 502 "The sandbox was not found" for dead or paused sandboxes) and need the
 sandbox's `X-Access-Token` (except envd's `/health`); upload URLs need the token that
-`GET /templates/{id}/files/{hash}` signed into them; `/health` is open; everything else,
-`/admin/*` included, is the control plane, which needs `X-API-Key` and passes through fault
-injection.
+`GET /templates/{id}/files/{hash}` signed into them; `/health` and `/metrics` (prom.py) are
+open; everything else, `/admin/*` included, is the control plane, which needs `X-API-Key` and
+passes through the rate limits of the key's team (limits.py) and fault injection. The team
+(`teams.py`) goes into the request's scope state, and the control plane answers with that
+team's sandboxes and templates only.
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from . import isolation, ports
 from .builds import TemplateStore
 from .controlplane import UPLOAD_PREFIX, ControlPlane, error
 from .envd import EnvdHttp, FileError, build_envd_apps
 from .faults import Faults
+from .limits import Limiter, Limits
 from .runtime import ApiError, Runtime
+from .teams import Teams
 
 log = logging.getLogger("e2b_local.server")
 
 Scope = dict[str, Any]
+ENVD_SERVICES = ("process.Process", "filesystem.Filesystem", "files", "health")
 
 
 class LocalE2B:
@@ -39,14 +44,17 @@ class LocalE2B:
     def __init__(
         self,
         state_dir: Path,
-        api_key: str,
+        teams: Teams,
         max_sandboxes: int = 100,
         faults: Faults | None = None,
         layer_cache: Path | None = None,
+        limits: Limits | None = None,
+        share_builds: bool = False,
     ) -> None:
-        self.api_key = api_key
+        self.teams = teams
         self.calls: Counter[str] = Counter()
         self.faults = faults or Faults()
+        self.limiter = Limiter(limits)
         self.caps = isolation.probe()
         if not self.caps.usable:
             raise SystemExit(
@@ -55,7 +63,8 @@ class LocalE2B:
         state_dir.mkdir(parents=True, exist_ok=True)
         host = isolation.Host(state_dir)
         host.lock()
-        self.runtime = Runtime(host, max_sandboxes, TemplateStore(state_dir, host, layer_cache))
+        store = TemplateStore(state_dir, host, layer_cache, share_builds)
+        self.runtime = Runtime(host, max_sandboxes, store, self.limiter)
         self.cp = ControlPlane(self.runtime)
         self.envd_http, self.process_app, self.fs_app = build_envd_apps(self.runtime)
         handlers = {ApiError: self._api_error, FileError: self._file_error}
@@ -63,6 +72,7 @@ class LocalE2B:
             routes=[
                 *self.cp.routes(),
                 Route("/admin/faults", self.faults.admin, methods=["GET", "POST", "DELETE"]),
+                Route("/admin/limits", self.limiter.admin, methods=["GET", "POST", "DELETE"]),
                 Route("/admin/host", self._host_info, methods=["GET"]),
                 Route("/admin/calls", self._calls, methods=["GET"]),
             ],
@@ -92,7 +102,7 @@ class LocalE2B:
 
     async def _calls(self, request: Request) -> Response:
         """Control-plane calls answered since start, by method and route (what E2B would
-        count against a team's rate limits)."""
+        count against a team's rate limits); `refused <route>`: those its rate limits refused."""
         return JSONResponse(dict(sorted(self.calls.items())))
 
     async def _host_info(self, request: Request) -> Response:
@@ -108,6 +118,33 @@ class LocalE2B:
                 "sandboxNetwork": str(host.network.block) if host.network.block else None,
             }
         )
+
+    def route_label(self, scope: Scope) -> str:
+        """A request's route for metrics: the control-plane route template with its method,
+        envd's service, or the kind of traffic; never an id or a path the client chose."""
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path: str = scope["path"]
+        target = ports.route(headers)
+        if target is not None:
+            if target[1] != ports.ENVD_PORT:
+                return "sandbox port"
+            service = path.strip("/").split("/")[0]
+            return f"envd /{service}" if service in ENVD_SERVICES else "envd other"
+        if path.startswith(UPLOAD_PREFIX):
+            return "upload"
+        if path in ("/health", "/metrics"):
+            return path
+        for route in self.cp_app.routes:
+            if isinstance(route, Route) and route.matches(scope)[0] == Match.FULL:
+                return f"{scope['method']} {route.path}"
+        return "unmatched"
+
+    def sandbox_states(self) -> dict[str, int]:
+        """How many sandboxes are starting, running and paused."""
+        states = Counter(s.state for s in list(self.runtime.sandboxes.values()))
+        running = states.get("running", 0)
+        starting = self.runtime.running_count() - running
+        return {"starting": starting, "running": running, "paused": states.get("paused", 0)}
 
     async def _health(self, request: Request) -> Response:
         return Response(status_code=204)
@@ -140,12 +177,19 @@ class LocalE2B:
         if path == "/health":
             await Response(status_code=200)(scope, receive, send)
             return
-        key = headers.get("x-api-key", "")
-        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+        team = self.teams.team(headers.get("x-api-key", ""))
+        if team is None:
             await error(401, "Invalid API key")(scope, receive, send)
             return
+        scope["state"] = {**scope.get("state", {}), "team": team}
         if not path.startswith("/admin/"):
-            self.calls[_route(scope["method"], path)] += 1
+            route = _route(scope["method"], path)
+            self.calls[route] += 1
+            refusal = self.limiter.admit(team, scope["method"], path)
+            if refusal is not None:
+                self.calls[f"refused {route}"] += 1
+                await refusal.response()(scope, receive, send)
+                return
             injected = await self.faults.intercept(path)
             if injected is not None:
                 await injected(scope, receive, send)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 API_KEY = "e2b_localtest0123456789"
+TEAM_B_KEY = "e2b_localteamb0123456789"
 CGROUPS = Path("/sys/fs/cgroup")
 
 
@@ -26,6 +27,7 @@ class LocalServer:
     api_key: str = field(repr=False)
     state_dir: Path
     proc: subprocess.Popen
+    teams_file: Path | None = None
 
     @property
     def kw(self) -> dict[str, object]:
@@ -94,7 +96,7 @@ def start_server(state_dir: Path, *extra: str) -> LocalServer:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: start-up takes 20 s and more under load
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"e2b-local exited: {proc.stdout.read() if proc.stdout else ''}")
@@ -106,7 +108,8 @@ def start_server(state_dir: Path, *extra: str) -> LocalServer:
         except httpx.TransportError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("e2b-local did not start")
+    out = proc.communicate()[0] or ""
+    raise RuntimeError(f"e2b-local did not start in 120 s; its output:\n{out[-3000:]}")
 
 
 def stop_server(server: LocalServer) -> str:
@@ -122,8 +125,12 @@ def stop_server(server: LocalServer) -> str:
 @pytest.fixture(scope="session")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     state = tmp_path_factory.mktemp("e2b-local-state")
-    server = start_server(state, "--max-sandboxes", "40")
+    teams = tmp_path_factory.mktemp("e2b-local-teams") / "teams"
+    teams.write_text(f"# the server's own key is team default\nteam-b={TEAM_B_KEY}\n")
+    server = start_server(state, "--max-sandboxes", "40", "--teams-file", str(teams))
+    server.teams_file = teams
     yield server
     log = stop_server(server)
     left = leftovers(server)
     assert not left, f"e2b-local left state behind: {left}\n{log[-3000:]}"
+    assert "E2B_API_URL" in log and server.api_key not in log  # test_api_auth's key check

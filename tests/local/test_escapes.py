@@ -85,7 +85,11 @@ def state_files(state_dir: Path) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def boxes(local: LocalServer) -> Iterator[dict[bool, Sandbox]]:
     """One default-template sandbox per internet setting, shared by the read-mostly attacks."""
-    out = {net: Sandbox.create(allow_internet_access=net, **local.kw) for net in (True, False)}
+    # They must outlive the module however slow a loaded host makes it (300 s by default).
+    out = {
+        net: Sandbox.create(allow_internet_access=net, timeout=3600, **local.kw)
+        for net in (True, False)
+    }
     yield out
     for s in out.values():
         with contextlib.suppress(Exception):

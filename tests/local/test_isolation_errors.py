@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from e2b.exceptions import (
     SandboxException,
     SandboxNotFoundException,
 )
+
+from support import wait_for
 
 from .conftest import LocalServer
 
@@ -122,13 +125,15 @@ def test_sandbox_whose_init_dies_is_removed(local: LocalServer) -> None:
         if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/bin/python3")
     )
     os.kill(init, 9)
-    deadline = time.monotonic() + 10
-    while any(x.sandbox_id == s.sandbox_id for x in Sandbox.list(**local.kw).next_items()):
-        assert time.monotonic() < deadline, "a sandbox whose init died is still listed"
-        time.sleep(0.1)
+
+    def listed() -> bool:
+        return any(x.sandbox_id == s.sandbox_id for x in Sandbox.list(**local.kw).next_items())
+
+    wait_for(lambda: not listed(), 120, "the sandbox whose init died to be unlisted")
     with pytest.raises(SandboxNotFoundException):
         Sandbox.get_info(s.sandbox_id, **local.kw)
-    assert not procs.parent.exists()
+    # Unlisted at once; its teardown (the cgroup) follows in the background.
+    wait_for(lambda: not procs.parent.exists(), 120, "the dead sandbox's cgroup removed")
 
 
 def test_bad_key_and_unknown_sandbox(local: LocalServer) -> None:
@@ -218,6 +223,31 @@ async def test_concurrency_limit_answers_429(tmp_path: Path) -> None:
     assert not leftovers(server)
 
 
+async def test_shutdown_ends_every_sandbox_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    """Running, paused and busy sandboxes: every process ends with the server (each init is
+    killed through a pidfd, the rest go with its pid namespace) and nothing is left."""
+    from .conftest import CGROUPS, leftovers, start_server, stop_server
+
+    server = start_server(tmp_path / "st")
+    try:
+        sandboxes = [await AsyncSandbox.create(**server.kw) for _ in range(4)]
+        await sandboxes[0].commands.run("sleep 600", background=True)
+        await sandboxes[1].beta_pause()
+        parent = CGROUPS / "pids" / server.host["cgroupParent"]
+        pids = [int(p) for f in parent.glob("*/cgroup.procs") for p in f.read_text().split()]
+        assert len(pids) >= 5, pids  # four inits and the sleep
+        # pidfds, not PIDs: a PID may belong to another process by the time we look again
+        fds = [os.pidfd_open(p) for p in pids]
+    finally:
+        stop_server(server)
+    try:
+        assert len(select.select(fds, [], [], 0)[0]) == len(fds)  # readable: it has exited
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert not leftovers(server)
+
+
 def test_admin_calls_counts_control_plane_calls_by_route(local: LocalServer) -> None:
     calls = f"{local.url}/admin/calls"
     assert httpx.get(calls).status_code == 401
@@ -229,6 +259,7 @@ def test_admin_calls_counts_control_plane_calls_by_route(local: LocalServer) -> 
     after = httpx.get(calls, headers=key).json()
     grew = {k for k in after if after[k] > before.get(k, 0)}
     assert {"POST /v2/sandboxes", "GET /sandboxes/{id}", "DELETE /sandboxes/{id}"} <= grew, after
+    assert not any(k.startswith("refused ") for k in grew), "no limits set: nothing refused"
 
 
 def test_sandboxes_end_with_their_server_even_when_it_is_killed(tmp_path: Path) -> None:

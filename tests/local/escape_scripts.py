@@ -103,7 +103,11 @@ def attack(
         out, errout = e.stdout, e.stderr
     lines = [ln for ln in out.splitlines() if ln.startswith(MARK)]
     assert lines, f"attacker program did not report:\nstdout={out[-2000:]}\nstderr={errout[-2000:]}"
-    return json.loads(lines[-1][len(MARK) :])
+    results: dict[str, str] = json.loads(lines[-1][len(MARK) :])
+    # A command the shell could not find or run is an attack that never happened, not a denial.
+    unrun = {k: v for k, v in results.items() if str(v).startswith(("fail:rc=126", "fail:rc=127"))}
+    assert not unrun, f"attempts that never ran as {user}: {unrun}"
+    return results
 
 
 def ok(value: str | None) -> bool:
@@ -223,7 +227,9 @@ subprocess.Popen(["bash", "-c", "exec -a e2bt-moved-%s sleep 60" % A["marker"]],
 PROC_SYS = r"""
 for rel, value in A["writes"].items():
     attempt("write:/proc/sys/" + rel, lambda: write("/proc/sys/" + rel, value))
-sh("sysctl_cmd", "sysctl -w kernel.pid_max=%s" % A["writes"].get("kernel/pid_max", "40000"))
+# sysctl is in /usr/sbin, off a plain user's PATH (the attempt must run as either user)
+sh("sysctl_cmd", "PATH=$PATH:/usr/sbin:/sbin sysctl -w kernel.pid_max=%s"
+   % A["writes"].get("kernel/pid_max", "40000"))
 sh("remount_proc_sys_rw", "mount -o remount,rw /proc/sys")
 # opening sysrq-trigger for writing is the attempt; nothing is ever written to it
 attempt("open:/proc/sysrq-trigger", lambda: os.close(os.open("/proc/sysrq-trigger", os.O_WRONLY)))
@@ -358,7 +364,8 @@ for t in R.get("_mounted", []):
 R.pop("_mounted", None)
 sh("hostname", "hostname e2bt-" + m)
 attempt("sethostname(2)", lambda: socket.sethostname("e2bt-" + m))
-sh("dmesg", "dmesg > /tmp/e2bt-dmesg && wc -l < /tmp/e2bt-dmesg")
+# a file of this run's own: another user's left in /tmp would fail the redirect, not dmesg
+sh("dmesg", "dmesg > /tmp/e2bt-dmesg-%s && wc -l < /tmp/e2bt-dmesg-%s" % (m, m))
 
 
 def finit_module():
