@@ -2,37 +2,88 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import shlex
+import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from e2b import AsyncSandbox, CommandExitException, NotFoundException, SandboxQuery, SandboxState
+from e2b import (
+    AsyncSandbox,
+    CommandExitException,
+    NotFoundException,
+    SandboxQuery,
+    SandboxState,
+    TimeoutException,
+)
 
 from ..reconcile.observed import CommandOutcome, ObservedSandbox
 from .connection import Connection
-from .errors import SandboxGone, translated
+from .errors import SandboxGone, calling, translated
+from .pacer import Pacer
+from .ratelimit import Endpoint
 
 LIST_PAGE = 100
 HANDLE_CACHE = 256
 """Connected sandboxes kept for reuse; more are reconnected on demand (one API call)."""
 OUTPUT_LIMIT = 64 * 1024
+KILL_TIMEOUT_SECONDS = 10.0
+"""How long a cancelled run waits for its command to be killed."""
+QUICK_CALL_SECONDS = 10.0
+"""Request timeout of the control-plane calls that answer at once (list, kill, pause,
+set_timeout): one E2B does not answer fails in seconds, not after the connection's request
+timeout (30 s) that a create may need, holding a deployment's pass (or the shared listing)
+that long after an outage ended."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def paced(
+    endpoint: Endpoint,
+) -> Callable[
+    [Callable[Concatenate[SandboxBackend, P], Awaitable[T]]],
+    Callable[Concatenate[SandboxBackend, P], Awaitable[T]],
+]:
+    """Decorator: the call waits for its endpoint's bucket; its outcome adapts the pacing."""
+
+    def wrap(
+        fn: Callable[Concatenate[SandboxBackend, P], Awaitable[T]],
+    ) -> Callable[Concatenate[SandboxBackend, P], Awaitable[T]]:
+        @functools.wraps(fn)
+        async def wrapper(self: SandboxBackend, *args: P.args, **kwargs: P.kwargs) -> T:
+            async with self.pacer.call(endpoint):
+                return await fn(self, *args, **kwargs)
+
+        return wrapper
+
+    return wrap
 
 
 class SandboxBackend:
-    """Create, list, run commands in, pause, resume and kill sandboxes."""
+    """Create, list, run commands in, pause, resume and kill sandboxes; control-plane calls
+    are paced by ``pacer`` (one per API key)."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, pacer: Pacer | None = None) -> None:
         self.connection = connection
+        self.pacer = pacer or Pacer()
         self._opts = connection.params()
+        self._quick = {
+            **self._opts,
+            "request_timeout": min(connection.request_timeout, QUICK_CALL_SECONDS),
+        }
         # Connected sandboxes (each holds its own envd clients), most recently used last.
         self._handles: OrderedDict[str, AsyncSandbox] = OrderedDict()
 
+    @paced(Endpoint.LIST)
     @translated
     async def list(self, metadata: dict[str, str]) -> list[ObservedSandbox]:
         """Every running or paused sandbox whose metadata contains all of ``metadata``."""
         query = SandboxQuery(metadata=metadata, state=[SandboxState.RUNNING, SandboxState.PAUSED])
-        pages = AsyncSandbox.list(query=query, limit=LIST_PAGE, **self._opts)
+        pages = AsyncSandbox.list(query=query, limit=LIST_PAGE, **self._quick)
         found: list[ObservedSandbox] = []
         while pages.has_next:
             for info in await pages.next_items():
@@ -47,7 +98,6 @@ class SandboxBackend:
                 )
         return found
 
-    @translated
     async def create(
         self,
         template: str,
@@ -57,41 +107,51 @@ class SandboxBackend:
         timeout: int,
         idempotency_key: str,
         internet: bool = True,
+        turn: str = "",
+        abandon: asyncio.Event | None = None,
     ) -> str:
-        """Create a sandbox; a repeated ``idempotency_key`` returns the same sandbox."""
-        sbx = await AsyncSandbox.create(
-            template=template,
-            timeout=timeout,
-            metadata=metadata,
-            envs=envs,
-            allow_internet_access=internet,
-            idempotency_key=idempotency_key,
-            **self._opts,
-        )
+        """Create a sandbox; a repeated ``idempotency_key`` returns the same sandbox. Waits
+        for ``turn``'s turn (fair among deployments), the create rate and E2B's cap; a 429
+        raises (RateLimited or CapacityExhausted) after slowing the pacer down."""
+        async with self.pacer.turn(turn, abandon):
+            with calling("SandboxBackend.create"):
+                sbx = await AsyncSandbox.create(
+                    template=template,
+                    timeout=timeout,
+                    metadata=metadata,
+                    envs=envs,
+                    allow_internet_access=internet,
+                    idempotency_key=idempotency_key,
+                    **self._opts,
+                )
         self._keep(sbx)
         return sbx.sandbox_id
 
+    @paced(Endpoint.KILL)
     @translated
     async def kill(self, sandbox_id: str) -> bool:
         """Kill a sandbox; False if it was already gone."""
         self._handles.pop(sandbox_id, None)
-        return await AsyncSandbox.kill(sandbox_id, **self._opts)
+        return await AsyncSandbox.kill(sandbox_id, **self._quick)
 
+    @paced(Endpoint.PAUSE)
     @translated
     async def pause(self, sandbox_id: str) -> bool:
         """Pause a sandbox; False if it was already paused."""
         self._handles.pop(sandbox_id, None)
-        return await AsyncSandbox.pause(sandbox_id, **self._opts)
+        return await AsyncSandbox.pause(sandbox_id, **self._quick)
 
+    @paced(Endpoint.CONNECT)
     @translated
     async def resume(self, sandbox_id: str, timeout: int) -> None:
         """Resume a paused sandbox (E2B's connect), giving it ``timeout`` seconds to live."""
         self._keep(await AsyncSandbox.connect(sandbox_id, timeout=timeout, **self._opts))
 
+    @paced(Endpoint.CONNECT)
     @translated
     async def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         """Let the sandbox live ``timeout`` seconds from now."""
-        await AsyncSandbox.set_timeout(sandbox_id, timeout, **self._opts)
+        await AsyncSandbox.set_timeout(sandbox_id, timeout, **self._quick)
 
     @translated
     async def write_files(self, sandbox_id: str, files: dict[str, str]) -> None:
@@ -113,42 +173,64 @@ class SandboxBackend:
     ) -> CommandOutcome:
         """Run a shell command to completion, passing output chunks to ``on_stdout`` and
         ``on_stderr`` as they arrive. A non-zero exit, a timeout or a failure inside the
-        sandbox is an outcome; only failing to reach the sandbox raises ``BackendError``."""
+        sandbox is an outcome; only failing to reach the sandbox raises ``BackendError``.
+        Cancelled, it kills the command's process (a closed stream leaves it running)."""
         sbx = await self._handle(sandbox_id)
+        started = time.monotonic()
         try:
-            result = await sbx.commands.run(
+            handle = await sbx.commands.run(
                 command,
+                background=True,
                 envs=envs,
                 cwd=cwd,
                 timeout=timeout,
                 on_stdout=on_stdout,
                 on_stderr=on_stderr,
             )
+            try:
+                result = await handle.wait()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(handle.kill(), KILL_TIMEOUT_SECONDS)
+                raise
         except CommandExitException as exc:
-            return CommandOutcome(exc.exit_code, _cut(exc.stdout), _cut(exc.stderr))
+            # Killed at its deadline (envd ends it), or failed on its own.
+            late = bool(timeout) and time.monotonic() - started >= timeout
+            return CommandOutcome(exc.exit_code, _cut(exc.stdout), _cut(exc.stderr), timed_out=late)
         except Exception as exc:  # the command did not complete: a failed outcome
-            return CommandOutcome(-1, error=f"{type(exc).__name__}: {exc}"[:1024])
+            # TimeoutException itself is the command's deadline; its subclasses say the
+            # sandbox is gone or unreachable.
+            timed_out = type(exc) is TimeoutException
+            error = f"{type(exc).__name__}: {exc}"[:1024]
+            return CommandOutcome(-1, error=error, timed_out=timed_out)
         return CommandOutcome(result.exit_code, _cut(result.stdout), _cut(result.stderr))
 
     @translated
     async def start(
         self, sandbox_id: str, command: str, *, envs: dict[str, str], cwd: str, log: str
     ) -> int:
-        """Start a long-running command in the background, output to ``log``; return its PID."""
+        """Start a long-running command in the background, output to ``log``; return its PID.
+        The command runs on after we stop following it."""
         sbx = await self._handle(sandbox_id)
         wrapped = f"exec >>{shlex.quote(log)} 2>&1; {command}"
         handle = await sbx.commands.run(wrapped, background=True, envs=envs, cwd=cwd, timeout=0)
+        # Its exit is read by the health probe; following its stream would hold one of the
+        # SDK's HTTP connections (200 in all) for the app's whole life.
+        await handle.disconnect()
         return handle.pid
 
     async def _handle(self, sandbox_id: str) -> AsyncSandbox:
-        sbx = self._handles.get(sandbox_id)
-        if sbx is None:
-            try:
-                sbx = await AsyncSandbox.connect(sandbox_id, **self._opts)
-            except NotFoundException as exc:
-                raise SandboxGone(sandbox_id) from exc
+        sbx = self._handles.get(sandbox_id) or await self._connect(sandbox_id)
         self._keep(sbx)
         return sbx
+
+    @paced(Endpoint.CONNECT)
+    @translated
+    async def _connect(self, sandbox_id: str) -> AsyncSandbox:
+        try:
+            return await AsyncSandbox.connect(sandbox_id, **self._opts)  # its envd calls too
+        except NotFoundException as exc:
+            raise SandboxGone(sandbox_id) from exc
 
     def _keep(self, sbx: AsyncSandbox) -> None:
         self._handles[sbx.sandbox_id] = sbx

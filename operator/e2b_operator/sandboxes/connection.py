@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,13 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection(api_url={self.api_url!r}, domain={self.domain!r}, api_key=<hidden>)"
+
+    @property
+    def fingerprint(self) -> str:
+        """Which E2B account this connection acts as: a truncated hash of the endpoint and
+        the key (equal for equal credentials, and never the key itself)."""
+        parts = (self.api_url or "", self.sandbox_url or "", self.domain or "", self.api_key)
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
     def params(self) -> dict[str, Any]:
         """Keyword arguments for every SDK call (the SDK's ``ApiParams``)."""

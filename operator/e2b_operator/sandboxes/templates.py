@@ -51,6 +51,21 @@ class TemplateBuilds:
         return BuildProgress(template_id, build_id, status, logs, reason or "")  # type: ignore[arg-type]
 
     @translated
+    async def visible(self, template_id: str) -> bool:
+        """Whether these credentials reach the template: False when E2B answers that it does
+        not exist or belongs to another team (404, 403)."""
+        client = get_api_client(ConnectionConfig(**self._opts))
+        http = client.get_async_httpx_client()  # the status is all we need: nothing to parse
+        resp = await http.request("GET", f"/templates/{template_id}", params={"limit": 1})
+        if resp.status_code in (403, 404):
+            return False
+        if resp.status_code >= 300:
+            raise BackendError(
+                "BackendError", f"E2B answered {resp.status_code} looking up {template_id}"
+            )
+        return True
+
+    @translated
     async def delete(self, template_id: str) -> None:
         """Delete the E2B template; a template that is already gone is fine."""
         client = get_api_client(ConnectionConfig(**self._opts))
