@@ -3,7 +3,6 @@ alice (a ServiceAccount bound to the shipped e2b-user ClusterRole) may work and 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from e2b_operator import localstack
 from e2b_operator.controlplane.cluster import LocalCluster
-from support import wait_condition
+from support import fresh_namespace, wait_condition
 
 from .gateway_support import SEED_DEPLOY, Users, curl, header_file
 
@@ -22,10 +21,8 @@ USER_ROLE = "e2b-user"
 
 @pytest.fixture(scope="session")
 def gateway_namespace(kube: LocalCluster) -> Iterator[str]:
-    name = f"gw-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kube, "gw") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

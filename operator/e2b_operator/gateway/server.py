@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from .metrics import instrument
 from .router import template_router
 from .session import close_gateway, current_gateway
 
@@ -23,7 +24,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
-    """The gateway application: template_router, /healthz, /docs and /openapi.json."""
+    """The gateway application: template_router, /healthz, /metrics, /docs and /openapi.json."""
     app = FastAPI(
         title="e2b-operator gateway",
         summary="The E2B template system's REST API on Kubernetes",
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
         """Liveness and readiness: the process serves requests."""
         return {"status": "ok"}
 
+    instrument(app)
     return app
 
 
