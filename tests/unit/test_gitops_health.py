@@ -1,8 +1,9 @@
-"""GitOps health of E2BTemplate/E2BDeployment: the Argo CD Lua checks and Flux's kstatus.
+"""GitOps health of E2BTemplate/E2BDeployment through the real Argo CD and Flux code.
 
-The Lua checks run in a real Lua 5.1 (gopher-lua, Argo CD's interpreter, implements 5.1) over
-their argo-cd style fixtures, and over objects whose status comes from the operator's own
-decision functions, so a change to the conditions cannot silently break GitOps health.
+tools/gitops-health (tests/gitops.py) judges the argo-cd style fixtures and objects whose status
+comes from the operator's own decision functions with kstatus (both cli-utils), Flux's CEL
+evaluator on the example healthCheckExprs, and Argo CD's Lua VM with the shipped checks read
+from argocd-cm. Every object is judged in one run of the helper.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lupa.lua51 as lupa
 import pytest
 import yaml
 
 from e2b_operator.api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateStatus
+from e2b_operator.api.crdgen import crd
 from e2b_operator.reconcile.deployment import Observation, TemplateView, decide
 from e2b_operator.reconcile.health import Health
 from e2b_operator.reconcile.observed import (
@@ -28,95 +29,38 @@ from e2b_operator.reconcile.observed import (
     Problem,
 )
 from e2b_operator.reconcile.template import TemplateObservation, decide_template
+from gitops import ARGO, Verdict, flux_kustomization, judge
 
-ROOT = Path(__file__).resolve().parents[2]
-GITOPS = ROOT / "manifests" / "gitops"
-ARGO = GITOPS / "argocd" / "e2b.dev"
 KINDS = ("E2BTemplate", "E2BDeployment")
 STATUS_MODELS = {"E2BTemplate": E2BTemplateStatus, "E2BDeployment": E2BDeploymentStatus}
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+OPERATOR_FINALIZER = "e2b.dev/finalizer"
 
 
-def argo_health(obj: dict[str, Any]) -> tuple[str, str]:
-    """Run the kind's health.lua as Argo CD does: `obj` global in, {status, message} out."""
-    lua = lupa.LuaRuntime()
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute((ARGO / obj["kind"] / "health.lua").read_text())
-    return result["status"], result["message"]
-
-
-def kstatus(obj: dict[str, Any]) -> str:
-    """cli-utils kstatus for a custom resource (gitops-health.md section 2), first match wins."""
-    if obj["metadata"].get("deletionTimestamp"):
-        return "Terminating"
-    status = obj.get("status") or {}
-    if "observedGeneration" in status and status["observedGeneration"] != obj["metadata"].get(
-        "generation"
-    ):
-        return "InProgress"
-    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-    if conditions.get("Reconciling") == "True":
-        return "InProgress"
-    if conditions.get("Stalled") == "True":
-        return "Failed"
-    if "Ready" in conditions:
-        return "Current" if conditions["Ready"] == "True" else "InProgress"
-    return "Current"
+def _fixture(kind: str, path: str) -> dict[str, Any]:
+    return yaml.safe_load((ARGO / "e2b.dev" / kind / path).read_text())
 
 
 # -- the argo-cd fixtures ---------------------------------------------------------------------
 
-FIXTURES = [
-    (kind, case)
+FIXTURES = {
+    f"{kind}/{Path(case['inputPath']).stem}": (kind, case)
     for kind in KINDS
-    for case in yaml.safe_load((ARGO / kind / "health_test.yaml").read_text())["tests"]
-]
-# What kstatus (`wait: true` in Flux) makes of the same fixtures.
-KSTATUS = {
-    # kstatus reads "no status" as Current, hence conditions from the operator's first reconcile.
-    "fresh": "Current",
+    for case in yaml.safe_load((ARGO / "e2b.dev" / kind / "health_test.yaml").read_text())["tests"]
+}
+# What kstatus (Flux `wait: true`) and the example healthCheckExprs make of each fixture.
+FLUX = {
+    "fresh": "InProgress",  # status.observedGeneration 0, the CRD's default
     "stale-generation": "InProgress",
     "reconciling": "InProgress",
     "building": "InProgress",
     "ready": "Current",
     "stalled": "Failed",
     "degraded": "InProgress",  # Reconciling=True while the backend is retried
-    "suspended": "InProgress",  # paused is not Ready
+    "suspended": "Current",  # every sandbox paused, as asked: Ready=True (reason Paused)
+    "waiting-for-template": "InProgress",
+    "sandbox-unhealthy": "Current",  # kstatus has no Degraded; Argo CD shows it
 }
-
-
-def _fixture(kind: str, path: str) -> dict[str, Any]:
-    return yaml.safe_load((ARGO / kind / path).read_text())
-
-
-@pytest.mark.parametrize(("kind", "case"), FIXTURES, ids=lambda v: v if isinstance(v, str) else "")
-def test_argo_fixture(kind: str, case: dict[str, Any]) -> None:
-    obj = _fixture(kind, case["inputPath"])
-    assert obj["kind"] == kind
-    assert argo_health(obj) == (case["healthStatus"]["status"], case["healthStatus"]["message"])
-    assert kstatus(obj) == KSTATUS[Path(case["inputPath"]).stem]
-    # The fixture's status is one the operator could write.
-    if "status" in obj:
-        wire = STATUS_MODELS[kind].from_wire(obj["status"]).wire()
-        assert {key: wire.get(key) for key in obj["status"]} == obj["status"]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_argo_fixtures_cover_every_state(kind: str) -> None:
-    stems = {Path(case["inputPath"]).stem for k, case in FIXTURES if k == kind}
-    states = {"fresh", "stale-generation", "ready", "stalled"}
-    if kind == "E2BDeployment":
-        states |= {"reconciling", "degraded", "suspended"}
-    else:
-        states |= {"building"}
-    assert stems == states
-    assert stems == {p.stem for p in (ARGO / kind / "testdata").glob("*.yaml")}
-
-
-def test_kstatus_terminating_wins() -> None:
-    obj = _fixture("E2BDeployment", "testdata/ready.yaml")
-    obj["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z"
-    assert kstatus(obj) == "Terminating"
 
 
 # -- status from the decision functions -------------------------------------------------------
@@ -126,7 +70,12 @@ def _object(kind: str, generation: int, spec: dict[str, Any], status: Any) -> di
     return {
         "apiVersion": "e2b.dev/v1alpha1",
         "kind": kind,
-        "metadata": {"name": "x", "namespace": "default", "generation": generation},
+        "metadata": {
+            "name": "x",
+            "namespace": "default",
+            "generation": generation,
+            "finalizers": [OPERATOR_FINALIZER],
+        },
         "spec": spec,
         "status": status.wire(),
     }
@@ -225,49 +174,206 @@ DECIDED = {
         "Degraded",
         "InProgress",
     ),
-    "deployment pausing": (deployment_object(CURRENT, paused=True), "Suspended", "InProgress"),
+    "deployment waiting for its template": (
+        deployment_object([], template=TemplateView("t", ready=False)),
+        "Progressing",
+        "InProgress",
+    ),
+    "deployment pausing": (deployment_object(CURRENT, paused=True), "Progressing", "InProgress"),
     "deployment paused": (
         deployment_object([replace(s, state="paused") for s in CURRENT], paused=True),
         "Suspended",
-        "InProgress",
+        "Current",
     ),
 }
 
 
-@pytest.mark.parametrize(("obj", "argo", "flux"), DECIDED.values(), ids=DECIDED.keys())
-def test_decided_status(obj: dict[str, Any], argo: str, flux: str) -> None:
-    status, message = argo_health(obj)
-    assert (status, kstatus(obj)) == (argo, flux), message
-    assert message
-    # A spec change the operator has not seen yet is never reported from the old status.
+# -- every object, judged once ------------------------------------------------------------------
+
+
+def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    bare = copy.deepcopy(obj)
+    bare.pop("status", None)
+    return bare
+
+
+def _stale(obj: dict[str, Any]) -> dict[str, Any]:
+    """A spec change the operator has not seen yet."""
     stale = copy.deepcopy(obj)
     stale["metadata"]["generation"] += 1
-    assert argo_health(stale)[0] == "Progressing" and kstatus(stale) == "InProgress"
+    return stale
 
 
-def test_decided_messages_are_actionable() -> None:
-    obj = DECIDED["deployment template missing"][0]
-    assert "does not exist" in argo_health(obj)[1]
-    assert argo_health(DECIDED["deployment backend error"][0])[1] == "E2B failed: 503"
+def _deleting(obj: dict[str, Any]) -> dict[str, Any]:
+    gone = copy.deepcopy(obj)
+    gone["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z"
+    gone["metadata"]["finalizers"] = [OPERATOR_FINALIZER]  # its cleanup still running
+    return gone
+
+
+def _phase_only_degraded(obj: dict[str, Any]) -> dict[str, Any]:
+    """Phase Degraded with Ready=True and no Degraded condition."""
+    odd = copy.deepcopy(obj)
+    for c in odd["status"]["conditions"]:
+        if c["type"] == "Degraded":
+            c["status"] = "False"
+    return odd
+
+
+def _as_served(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the API server serves it before the operator writes: the CRD's structural
+    default for status applied."""
+    served = _without_status(obj)
+    schema = crd(obj["kind"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    if "default" in schema["properties"]["status"]:
+        served["status"] = copy.deepcopy(schema["properties"]["status"]["default"])
+    return served
+
+
+OBJECTS: dict[str, dict[str, Any]] = {}
+for _name, (_kind, _case) in FIXTURES.items():
+    OBJECTS[_name] = _fixture(_kind, _case["inputPath"])
+for _name, (_obj, _argo, _flux) in DECIDED.items():
+    OBJECTS[f"decided/{_name}"] = _obj
+for _name, _obj in list(OBJECTS.items()):
+    OBJECTS[f"{_name} (stale)"] = _stale(_obj)
+    OBJECTS[f"{_name} (deleting)"] = _deleting(_obj)
+for _kind in KINDS:
+    _fresh = _fixture(_kind, "testdata/fresh.yaml")
+    OBJECTS[f"{_kind} without status"] = _without_status(_fresh)
+    OBJECTS[f"{_kind} as served"] = _as_served(_fresh)
+OBJECTS["phase Degraded"] = _phase_only_degraded(OBJECTS["E2BDeployment/sandbox-unhealthy"])
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, Verdict]:
+    return dict(zip(OBJECTS, judge(list(OBJECTS.values())), strict=True))
+
+
+def test_no_client_errs_and_both_kstatus_agree(verdicts: dict[str, Verdict]) -> None:
+    assert {n: v.errors for n, v in verdicts.items() if v.errors} == {}
+    assert {n: (v.kstatus, v.flux) for n, v in verdicts.items() if v.kstatus != v.flux} == {}
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_argo_fixture(verdicts: dict[str, Verdict], name: str) -> None:
+    kind, case = FIXTURES[name]
+    v = verdicts[name]
+    assert (v.argo, v.argo_message) == (
+        case["healthStatus"]["status"],
+        case["healthStatus"]["message"],
+    )
+    expected = FLUX[Path(case["inputPath"]).stem]
+    assert (v.kstatus, v.cel) == (expected, expected)
+    # The fixture's status is one the operator could write.
+    obj = OBJECTS[name]
+    wire = STATUS_MODELS[kind].from_wire(obj["status"]).wire()
+    assert {key: wire.get(key) for key in obj["status"]} == obj["status"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_argo_fixtures_cover_every_state(kind: str) -> None:
+    stems = {n.split("/", 1)[1] for n, (k, _) in FIXTURES.items() if k == kind}
+    states = {"fresh", "stale-generation", "ready", "stalled"}
+    if kind == "E2BDeployment":
+        states |= {"reconciling", "degraded", "suspended", "waiting-for-template"}
+        states |= {"sandbox-unhealthy"}
+    else:
+        states |= {"building"}
+    assert stems == states
+    assert stems == {p.stem for p in (ARGO / "e2b.dev" / kind / "testdata").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", DECIDED)
+def test_decided_status(verdicts: dict[str, Verdict], name: str) -> None:
+    _obj, argo, flux = DECIDED[name]
+    v = verdicts[f"decided/{name}"]
+    assert (v.argo, v.kstatus, v.cel) == (argo, flux, flux), v.argo_message
+    assert v.argo_message
+
+
+def test_unseen_generation_is_never_judged_from_the_old_status(
+    verdicts: dict[str, Verdict],
+) -> None:
+    stale = {n: v for n, v in verdicts.items() if n.endswith("(stale)")}
+    assert {(v.kstatus, v.cel, v.argo) for v in stale.values()} == {
+        ("InProgress", "InProgress", "Progressing")
+    }
+    assert all(v.argo_message.startswith("Waiting for the e2b-operator") for v in stale.values())
+
+
+def test_deleting_is_terminating_and_pending_deletion(verdicts: dict[str, Verdict]) -> None:
+    gone = {n: v for n, v in verdicts.items() if n.endswith("(deleting)")}
+    assert {(v.kstatus, v.argo) for v in gone.values()} == {("Terminating", "Progressing")}
+    assert {v.argo_message for v in gone.values()} == {
+        f"Pending deletion; blocked by finalizers: {OPERATOR_FINALIZER}"
+    }
+
+
+def test_decided_messages_are_actionable(verdicts: dict[str, Verdict]) -> None:
+    assert "does not exist" in verdicts["decided/deployment template missing"].argo_message
+    assert verdicts["decided/deployment backend error"].argo_message == "E2B failed: 503"
+
+
+# -- the five findings (gitops-health.md, issue 12), each through the real client code ---------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fresh_object_is_in_progress_before_the_operator_writes(
+    verdicts: dict[str, Verdict], kind: str
+) -> None:
+    """1: kstatus reads a custom resource without status as Current; the CRD defaults status."""
+    v = verdicts[f"{kind} as served"]
+    assert (v.kstatus, v.flux, v.cel, v.argo) == (
+        "InProgress",
+        "InProgress",
+        "InProgress",
+        "Progressing",
+    )
+    assert verdicts[f"{kind} without status"].kstatus == "Current"  # why the default exists
+
+
+def test_paused_deployment_is_current_under_plain_kstatus(verdicts: dict[str, Verdict]) -> None:
+    """2: `wait: true` passes once every sandbox is paused (Argo CD: Suspended)."""
+    v = verdicts["decided/deployment paused"]
+    assert (v.kstatus, v.flux, v.cel, v.argo) == ("Current", "Current", "Current", "Suspended")
+    pausing = verdicts["decided/deployment pausing"]
+    assert (pausing.kstatus, pausing.argo) == ("InProgress", "Progressing")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_flux_exprs_judge_an_object_without_status(verdicts: dict[str, Verdict], kind: str) -> None:
+    """3: the example healthCheckExprs must not fail on a missing status."""
+    v = verdicts[f"{kind} without status"]
+    assert (v.cel, v.errors) == ("InProgress", ())
+    assert v.argo == "Progressing"
+
+
+def test_waiting_for_a_template_build_is_progress(verdicts: dict[str, Verdict]) -> None:
+    """4: a deployment waiting for its template to build is not Degraded."""
+    obj = DECIDED["deployment waiting for its template"][0]
+    assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["Degraded"] == "False"
+    v = verdicts["decided/deployment waiting for its template"]
+    assert (v.kstatus, v.cel, v.argo) == ("InProgress", "InProgress", "Progressing")
+    assert "to build" in v.argo_message
+
+
+def test_degraded_status_is_degraded_in_argo_even_when_ready(
+    verdicts: dict[str, Verdict],
+) -> None:
+    """5: Argo CD's Healthy needs more than Ready=True: phase or condition Degraded wins."""
+    obj = OBJECTS["E2BDeployment/sandbox-unhealthy"]
+    assert obj["status"]["phase"] == "Degraded"
+    ready = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
+    assert ready["Ready"] == "True" and ready["Degraded"] == "True"
+    assert verdicts["E2BDeployment/sandbox-unhealthy"].argo == "Degraded"
+    assert verdicts["phase Degraded"].argo == "Degraded"
 
 
 # -- installation snippets --------------------------------------------------------------------
 
 
-def test_argocd_cm_keys_point_at_the_checks() -> None:
-    kustomization = yaml.safe_load((GITOPS / "argocd" / "kustomization.yaml").read_text())
-    (generator,) = kustomization["configMapGenerator"]
-    assert generator["name"] == "argocd-cm"
-    files = dict(entry.split("=", 1) for entry in generator["files"])
-    assert files == {
-        f"resource.customizations.health.e2b.dev_{kind}": f"e2b.dev/{kind}/health.lua"
-        for kind in KINDS
-    }
-
-
-def test_flux_example_checks_every_kind() -> None:
-    spec = yaml.safe_load((GITOPS / "flux" / "e2b-apps.yaml").read_text())["spec"]
+def test_flux_example_waits_and_checks_every_kind() -> None:
+    spec = flux_kustomization()["spec"]
     assert spec["wait"] is True
     assert {e["kind"] for e in spec["healthCheckExprs"]} == set(KINDS)
-    for expr in spec["healthCheckExprs"]:
-        assert {"inProgress", "failed", "current"} <= set(expr)

@@ -1,4 +1,4 @@
--- Argo CD health of an e2b.dev E2BDeployment, from the conditions the e2b-operator writes.
+-- Argo CD health of an e2b.dev E2BDeployment, from the status the e2b-operator writes.
 local hs = {}
 
 local function condition(name)
@@ -25,40 +25,48 @@ local function text(c)
   return c.reason or ""
 end
 
-if obj.status == nil or obj.status.observedGeneration ~= obj.metadata.generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the e2b-operator to observe generation " .. tostring(obj.metadata.generation)
+local function verdict(status, message)
+  hs.status = status
+  hs.message = message
   return hs
+end
+
+-- The API server reads a new object's status as {observedGeneration: 0} until the operator writes.
+if obj.status == nil or obj.status.observedGeneration ~= obj.metadata.generation then
+  return verdict("Progressing", "Waiting for the e2b-operator to observe generation " .. tostring(obj.metadata.generation))
 end
 
 local ready = condition("Ready")
-if is_true(ready) then
-  hs.status = "Healthy"
-  hs.message = text(ready)
-  return hs
-end
-
+local phase = obj.status.phase
+-- Stalled: waits for the user (missing template, failed build, no progress); Degraded: an
+-- unhealthy sandbox being replaced or E2B errors being retried.
 for _, name in ipairs({ "Stalled", "Degraded" }) do
   local c = condition(name)
   if is_true(c) then
-    hs.status = "Degraded"
-    hs.message = text(c)
-    return hs
+    return verdict("Degraded", text(c))
   end
 end
-
-if ready ~= nil and ready.reason == "Paused" then
-  hs.status = "Suspended"
-  hs.message = text(ready)
-  return hs
+if phase == "Failed" or phase == "Degraded" then
+  return verdict("Degraded", text(ready) ~= "" and text(ready) or ("phase " .. phase))
 end
 
-hs.status = "Progressing"
-hs.message = text(ready)
-if hs.message == "" then
-  hs.message = text(condition("Reconciling"))
+-- Paused: Ready=True (reason Paused) once every sandbox is paused.
+if obj.spec.paused or phase == "Paused" then
+  if is_true(ready) then
+    return verdict("Suspended", text(ready))
+  end
+  return verdict("Progressing", text(ready) ~= "" and text(ready) or "Pausing")
 end
-if hs.message == "" then
-  hs.message = "Waiting for the e2b-operator"
+
+if is_true(ready) then
+  return verdict("Healthy", text(ready))
 end
-return hs
+
+local message = text(ready)
+if message == "" then
+  message = text(condition("Reconciling"))
+end
+if message == "" then
+  message = "Waiting for the e2b-operator"
+end
+return verdict("Progressing", message)

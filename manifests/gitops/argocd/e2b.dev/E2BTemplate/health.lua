@@ -1,4 +1,4 @@
--- Argo CD health of an e2b.dev E2BTemplate, from the conditions the e2b-operator writes.
+-- Argo CD health of an e2b.dev E2BTemplate, from the status the e2b-operator writes.
 local hs = {}
 
 local function condition(name)
@@ -25,32 +25,36 @@ local function text(c)
   return c.reason or ""
 end
 
-if obj.status == nil or obj.status.observedGeneration ~= obj.metadata.generation then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the e2b-operator to observe generation " .. tostring(obj.metadata.generation)
+local function verdict(status, message)
+  hs.status = status
+  hs.message = message
   return hs
+end
+
+-- The API server reads a new object's status as {observedGeneration: 0} until the operator writes.
+if obj.status == nil or obj.status.observedGeneration ~= obj.metadata.generation then
+  return verdict("Progressing", "Waiting for the e2b-operator to observe generation " .. tostring(obj.metadata.generation))
 end
 
 local ready = condition("Ready")
-if is_true(ready) then
-  hs.status = "Healthy"
-  hs.message = text(ready)
-  return hs
-end
-
 local stalled = condition("Stalled")
+-- Stalled: a failed build or a spec E2B rejects; waits for the user.
 if is_true(stalled) then
-  hs.status = "Degraded"
-  hs.message = text(stalled)
-  return hs
+  return verdict("Degraded", text(stalled))
+end
+if obj.status.phase == "Failed" then
+  return verdict("Degraded", text(ready) ~= "" and text(ready) or "phase Failed")
 end
 
-hs.status = "Progressing"
-hs.message = text(ready)
-if hs.message == "" then
-  hs.message = text(condition("Reconciling"))
+if is_true(ready) then
+  return verdict("Healthy", text(ready))
 end
-if hs.message == "" then
-  hs.message = "Waiting for the e2b-operator"
+
+local message = text(ready)
+if message == "" then
+  message = text(condition("Reconciling"))
 end
-return hs
+if message == "" then
+  message = "Waiting for the e2b-operator"
+end
+return verdict("Progressing", message)
