@@ -2,7 +2,10 @@
 
 Measures: apply-to-Ready of a one-replica E2BDeployment, 0 -> 100 replicas through the
 scale subresource, 100 one-replica deployments at once, the operator's RSS, the apiserver
-writes (from its own /metrics) during 60 s of idle, and the REST gateway (bench_gateway.py).
+writes (from its own /metrics) during 60 s of idle, the REST gateway (bench_gateway.py), and
+the scale row: 1000 one-replica deployments with default health checks (Ready spread, RSS,
+idle CPU), and last 0 -> 100 under E2B's Pro rate limit (5 creates/s on both sides: about
+20 s).
 Everything it starts runs in a temporary workdir and is stopped by PID in ``finally``; the
 logs are kept for profiling.
 """
@@ -24,7 +27,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,9 +63,10 @@ class Sizes:
     deployments: int = 100
     idle_seconds: float = 60.0
     executions: int = 20
+    scale: int = 1000  # the scale row: one-replica deployments with default health checks
 
 
-QUICK = Sizes(apply_n=5, replicas=10, deployments=10, idle_seconds=15.0, executions=5)
+QUICK = Sizes(apply_n=5, replicas=10, deployments=10, idle_seconds=15.0, executions=5, scale=30)
 
 
 @dataclass
@@ -99,7 +103,7 @@ class Results:
 
 
 def template_manifest(
-    name: str, main: str = "print('hello')", health: str = "test ! -f /tmp/sick"
+    name: str, main: str = "print('hello')", health: str = bench_responsiveness.HEALTH_CHECK
 ) -> Obj:
     """A small pythonBase template with a cheap health check (as tests/support.py)."""
     return {
@@ -136,6 +140,12 @@ def deployment_manifest(
 def is_true(obj: Obj, type_: str) -> bool:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
+def written_by_operator(obj: Obj) -> bool:
+    """The operator has written status: the CRD's default ({"observedGeneration": 0}) is
+    there from the create on, in the very first version the watch delivers."""
+    return bool((obj.get("status") or {}).get("observedGeneration"))
 
 
 def ready_with(replicas: int) -> Callable[[Obj], bool]:
@@ -178,6 +188,10 @@ class Tracker:
     async def _list_and_watch(self) -> None:
         """List, then watch from the list's resourceVersion until the watch ends."""
         listing = await self.custom.list_namespaced_custom_object(GROUP, VERSION, NS, DEPLOYMENTS)
+        listed = {obj["metadata"]["name"] for obj in listing.get("items", [])}
+        for name in set(self.history) - listed - set(self.gone):
+            # Deleted while no watch ran (between the last watch's end and this listing).
+            self._record("DELETED", {"metadata": {"name": name}})
         for obj in listing.get("items", []):
             self._record("MODIFIED", obj)
         async with watch.Watch().stream(
@@ -276,14 +290,15 @@ class Stack:
         self.cluster.stop()
 
 
-def start_stack(workdir: Path, log: Callable[[str], None]) -> Stack:
+def start_stack(workdir: Path, sizes: Sizes, log: Callable[[str], None]) -> Stack:
     cluster = LocalCluster(workdir / "kube", binaries.resolve(log=log), log=log)
     stack = Stack(workdir, cluster)
     started = time.perf_counter()
     cluster.start()
     cluster.install_crds(ROOT / "crds")
     log(f"cluster ready in {time.perf_counter() - started:.1f}s at {cluster.state.server}")
-    stack.e2b = localstack.start_e2b_local(workdir, "--max-sandboxes", "400")
+    cap = max(400, sizes.scale + 100)  # the scale row's sandboxes, and room to replace some
+    stack.e2b = localstack.start_e2b_local(workdir, "--max-sandboxes", str(cap))
     localstack.store_api_key(cluster, stack.e2b)
     stack.operator = localstack.start_operator(workdir, cluster, stack.e2b)
     cluster.kubectl("create", "namespace", NS)
@@ -414,10 +429,20 @@ class Bench:
 
     async def e2b_calls(self) -> dict[str, int]:
         """Control-plane calls e2b-local answered so far, by route."""
+        return await self.e2b_admin("GET", "calls")
+
+    async def creates_refused(self) -> int:
+        """Creates e2b-local's rate limit refused (429), on either create route."""
+        calls = await self.e2b_calls()
+        return sum(calls.get(f"refused POST {r}", 0) for r in ("/v2/sandboxes", "/sandboxes"))
+
+    async def e2b_admin(self, method: str, what: str, body: Obj | None = None) -> Any:
         e2b = self.stack.e2b
         assert e2b is not None
         async with httpx.AsyncClient(timeout=10) as http:
-            resp = await http.get(f"{e2b.url}/admin/calls", headers={"X-API-Key": e2b.api_key})
+            resp = await http.request(
+                method, f"{e2b.url}/admin/{what}", json=body, headers={"X-API-Key": e2b.api_key}
+            )
             resp.raise_for_status()
             return resp.json()
 
@@ -452,7 +477,7 @@ class Bench:
             t0 = time.perf_counter()
             ready = await self.tracker.until([name], ready_with(1), t0, timeout=60)
             times.append(ready[name] - t0)
-            first = self.tracker.first(name, lambda o: bool(o.get("status")), t0)
+            first = self.tracker.first(name, written_by_operator, t0)
             firsts.append((first or ready[name]) - t0)
         p50, p95 = percentile(times, 0.5), percentile(times, 0.95)
         self.results.add(
@@ -505,13 +530,38 @@ class Bench:
         await self.delete(name)
         await self.tracker.until_gone([name], timeout=120)
         await self.no_sandboxes(timeout=120)
-        await bench_responsiveness.ratio(
-            self,
-            f"0 -> {n} replicas",
-            took,
-            partial(bench_responsiveness.sdk_creates, self, self.template_ids[TEMPLATE], n),
-            0.8,
+        await bench_responsiveness.ratios(
+            self, f"0 -> {n} replicas", took, self.template_ids[TEMPLATE], n, 0.8
         )
+
+    async def scale_up_pro(self) -> None:
+        """0 -> N replicas under E2B's Pro rate limit (5 creates/s, e2b-local and operator)."""
+        stack, n, name = self.stack, self.sizes.replicas, "scale-pro"
+        assert stack.e2b is not None and stack.operator is not None
+        stack.operator.stop()
+        pro = {"E2B_OPERATOR_RATE_PRESET": "pro"}
+        stack.operator = localstack.start_operator(stack.workdir, stack.cluster, stack.e2b, pro)
+        # The rate only: the deployments of earlier phases hold sandboxes the cap would count.
+        await self.e2b_admin("POST", "limits", {"preset": "pro", "concurrent_sandboxes": None})
+        try:
+            await self.create(deployment_manifest(name, 0))
+            await self.tracker.until([name], ready_with(0), 0, timeout=60)
+            refused_before = await self.creates_refused()
+            await self.scale(name, n)
+            t0 = time.perf_counter()
+            ready = await self.tracker.until([name], ready_with(n), t0, timeout=300)
+            took = ready[name] - t0
+            refused = await self.creates_refused() - refused_before
+        finally:
+            await self.e2b_admin("DELETE", "limits")
+        self.results.add(
+            f"0 -> {n} replicas under Pro limits",
+            f"{took:.2f} s, {refused} create(s) refused (429)",
+            f"~{n / 5:.0f} s (what 5 creates/s allows)",
+            None,
+        )
+        await self.delete(name)
+        await self.tracker.until_gone([name], timeout=120)
 
     async def many_deployments(self) -> None:
         """N one-replica deployments created concurrently; until all are Ready."""
@@ -532,15 +582,60 @@ class Bench:
             f"{len(names)} deployments Ready at: first {spread[0]:.1f} s, "
             f"median {percentile(spread, 0.5):.1f} s, last {spread[-1]:.1f} s"
         )
-        await bench_responsiveness.ratio(
-            self,
-            f"{len(names)} deployments",
-            took,
-            partial(
-                bench_responsiveness.sdk_creates, self, self.template_ids[TEMPLATE], len(names)
-            ),
-            0.6,
+        await bench_responsiveness.ratios(
+            self, f"{len(names)} deployments", took, self.template_ids[TEMPLATE], len(names), 0.6
         )
+
+    async def at_scale(self) -> None:
+        """The scale row: N one-replica deployments with the default health interval, created
+        as fast as the apiserver takes them; Ready spread against creation, RSS, idle CPU."""
+        await self.delete_all()
+        names = [f"s-{i}" for i in range(self.sizes.scale)]
+        created: dict[str, float] = {}
+        gate = asyncio.Semaphore(32)
+
+        async def create(name: str) -> None:
+            async with gate:
+                await self.create(deployment_manifest(name, 1, checks=None))
+                created[name] = time.perf_counter()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(create(n) for n in names))
+        ready = await self.tracker.until(names, ready_with(1), t0, timeout=900)
+        took = max(ready.values()) - t0
+        self.results.add(
+            f"{len(names)} deployments x 1 replica",
+            f"{took:.1f} s (creates {max(created.values()) - t0:.1f} s)",
+            "<= 60 s",
+            took <= 60,
+        )
+        spread = sorted(t - t0 for t in ready.values())
+        lag = sorted(ready[n] - created[n] for n in names)
+        self.results.notes.append(
+            f"{len(names)} deployments Ready at (s after the first create): "
+            + ", ".join(f"p{q} {percentile(spread, q / 100):.1f}" for q in (10, 25, 50, 75, 90))
+            + f"; created-to-Ready p50 {percentile(lag, 0.5):.1f} s, "
+            f"p90 {percentile(lag, 0.9):.1f} s"
+        )
+        self.memory(len(names), 300)
+        await self.idle_writes(checks="default health interval, 30 s")
+        started = time.perf_counter()
+        await self.delete_all()
+        self.log(f"deleted {len(names)} deployments in {time.perf_counter() - started:.1f}s")
+
+    async def delete_all(self) -> None:
+        """Delete every deployment of the namespace; wait until their sandboxes are gone."""
+        names = [n for n in self.tracker.history if n not in self.tracker.gone]
+        gate = asyncio.Semaphore(32)
+
+        async def delete(name: str) -> None:
+            async with gate:
+                with contextlib.suppress(ApiException):
+                    await self.delete(name)
+
+        await asyncio.gather(*(delete(n) for n in names))
+        await self.tracker.until_gone(names, timeout=600)
+        await self.no_sandboxes(timeout=600)
 
     def progress(self, name: str, t0: float) -> str:
         """readyReplicas over time as the watch saw it (to spot the slow-start steps)."""
@@ -552,16 +647,16 @@ class Bench:
                 last = ready
         return " ".join(seen)
 
-    def memory(self) -> None:
+    def memory(self, deployments: int, goal_mb: float) -> None:
         stack = self.stack
         assert stack.operator is not None and stack.e2b is not None
         rss = rss_mb(stack.operator.pid)
         local = rss_mb(stack.e2b.pid)
         self.results.add(
-            "operator RSS (kopf process, VmRSS)",
+            f"operator RSS, {deployments} deployments",
             f"{rss:.0f} MB" if rss is not None else "process gone",
-            "<= 200 MB",
-            rss is not None and rss <= 200,
+            f"<= {goal_mb:.0f} MB",
+            rss is not None and rss <= goal_mb,
         )
         self.results.add(
             "e2b-local RSS (server, for context)",
@@ -570,7 +665,7 @@ class Bench:
             None,
         )
 
-    async def idle_writes(self) -> None:
+    async def idle_writes(self, checks: str = "health every 5 s") -> None:
         """Writes to e2btemplates/e2bdeployments/events while nothing changes."""
         metrics = Metrics(self.stack.cluster)
         settled = await metrics.settle(quiet=5, timeout=60)
@@ -594,9 +689,11 @@ class Bench:
             "idle E2B calls per minute: "
             + ", ".join(f"{k} {v:.0f}" for k, v in sorted(per_minute.items()))
         )
-        self.results.notes.append(
-            f"operator CPU during idle: {cpu:.2f} s in {self.sizes.idle_seconds:.0f} s "
-            f"({100 * cpu / self.sizes.idle_seconds:.0f} % of one core; health checks every 5 s)"
+        self.results.add(
+            f"operator CPU at idle ({deployments} deployments)",
+            f"{100 * cpu / self.sizes.idle_seconds:.0f} % of a core ({checks})",
+            "<= 25 %",
+            cpu / self.sizes.idle_seconds <= 0.25,
         )
         delta = {k: after.get(k, 0) - v for k, v in before.items()}
         delta.update({k: v for k, v in after.items() if k not in before})
@@ -667,7 +764,14 @@ async def kube_api(kubeconfig: Path) -> client.ApiClient:
     return client.ApiClient(configuration=cfg)
 
 
-async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[str], None]) -> None:
+async def measure(
+    stack: Stack,
+    sizes: Sizes,
+    results: Results,
+    log: Callable[[str], None],
+    *,
+    scale_only: bool = False,
+) -> None:
     api = await kube_api(stack.cluster.kubeconfig)
     custom = client.CustomObjectsApi(api)
     tracker = Tracker(custom)
@@ -675,6 +779,10 @@ async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[s
     bench = Bench(stack, custom, tracker, sizes, results, log)
     try:
         await bench.template_ready()
+        if scale_only:
+            log(f"-- scale: {sizes.scale} one-replica deployments, default health checks")
+            await bench.at_scale()
+            return
         phases = (
             bench.gateway,
             bench.apply_to_ready,
@@ -692,7 +800,19 @@ async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[s
                 results.notes.append(f"{phase.__name__}: {exc}")
         log("-- idle")
         await bench.idle_writes()
-        bench.memory()
+        bench.memory(bench.sizes.deployments, 200)
+        log(f"-- scale: {sizes.scale} one-replica deployments, default health checks")
+        try:
+            await bench.at_scale()
+        except TimeoutError as exc:
+            results.add("at_scale", "TIMEOUT", "", False)
+            results.notes.append(f"at_scale: {exc}")
+        log("-- 0 -> N under Pro limits (operator restarted with E2B_OPERATOR_RATE_PRESET=pro)")
+        try:
+            await bench.scale_up_pro()
+        except TimeoutError as exc:
+            results.add("scale_up_pro", "TIMEOUT", "", False)
+            results.notes.append(f"scale_up_pro: {exc}")
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -703,9 +823,13 @@ async def measure(stack: Stack, sizes: Sizes, results: Results, log: Callable[[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    parser.add_argument("--timeout", type=float, default=1800, help="whole-run limit (s)")
+    parser.add_argument("--scale", type=int, help="deployments of the scale row (default 1000)")
+    parser.add_argument("--scale-only", action="store_true", help="run only the scale row")
+    parser.add_argument("--timeout", type=float, default=3600, help="whole-run limit (s)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
+    if args.scale is not None:
+        sizes = replace(sizes, scale=args.scale)
     started = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -716,8 +840,9 @@ def main(argv: list[str] | None = None) -> int:
     stack: Stack | None = None
     aborted = ""
     try:
-        stack = start_stack(workdir, log)
-        asyncio.run(asyncio.wait_for(measure(stack, sizes, results, log), args.timeout))
+        stack = start_stack(workdir, sizes, log)
+        run = measure(stack, sizes, results, log, scale_only=args.scale_only)
+        asyncio.run(asyncio.wait_for(run, args.timeout))
     except Exception as exc:  # report, then clean up
         aborted = f"run aborted: {type(exc).__name__}: {exc}"
         traceback.print_exc()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from e2b_operator.toolkit.collection.catalog import CLAUDE_FLOW_VERSION
 from support import wait_condition, wait_for
 
 COLLECTION = Path(__file__).resolve().parents[2] / "manifests" / "templates"
@@ -22,6 +23,20 @@ SWARM = ["coordinator", "researcher", "coder", "analyst", "tester"]
 
 def claude_code_installed(result: dict[str, Any]) -> bool:
     return "(Claude Code)" in (result.get("claude_code") or "")
+
+
+def claude_flow_installed(result: dict[str, Any]) -> bool:
+    return CLAUDE_FLOW_VERSION in (result.get("claude_flow") or "")
+
+
+def claude_flow_hooks_ran(result: dict[str, Any]) -> bool:
+    """The seed's hooks ran through the real CLI: pre-task suggested agents for the task."""
+    hooks = result.get("hooks") or {}
+    return (
+        hooks.get("pre-task", {}).get("exit_code") == 0
+        and "Suggested Agents" in hooks["pre-task"]["output"]
+        and hooks.get("post-task", {}).get("exit_code") == 0
+    )
 
 
 # template: (input, check of the result)
@@ -50,12 +65,16 @@ RUNS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = {
             [a["role"] for a in r["agents"]] == SWARM
             and r["topology"]["type"] == "mesh"
             and r["converged"]
+            and claude_flow_installed(r)
+            and claude_flow_hooks_ran(r)
         ),
     ),
     "claude-flow-neural": (
         {"length": 300},
         lambda r: (
-            r["test_accuracy"] > r["baseline_accuracy"] and r["next"]["direction"] in ("up", "down")
+            r["test_accuracy"] > r["baseline_accuracy"]
+            and r["next"]["direction"] in ("up", "down")
+            and claude_flow_installed(r)
         ),
     ),
     "claude-code-sparc": (

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from e2b_operator.api import E2BTemplateSpec
-from e2b_operator.handlers import deployments
+from e2b_operator.api import E2BDeploymentStatus, E2BTemplateSpec
+from e2b_operator.handlers import deployments, health
 from e2b_operator.handlers.context import Services, TemplateEntry
 from e2b_operator.handlers.kube import SecretMissing
 from e2b_operator.handlers.lister import SandboxLister
@@ -20,6 +22,8 @@ from e2b_operator.handlers.status import StatusWriter
 from e2b_operator.reconcile.deployment import TemplateView
 from e2b_operator.reconcile.observed import CommandOutcome, ObservedSandbox
 from e2b_operator.sandboxes.errors import BackendError
+from e2b_operator.sandboxes.pacer import Pacer
+from e2b_operator.sandboxes.ratelimit import Endpoint
 
 UID = "uid-1"
 
@@ -32,14 +36,32 @@ class FakeBackend:
     healthy: set[str] = field(default_factory=set)
     calls: list[str] = field(default_factory=list)
     fail_creates: int = 0
+    limit_creates: int = 0
+    """Creates answered 429 (rate limited) before they succeed."""
     ids: Any = field(default_factory=lambda: itertools.count())
+    pacer: Pacer = field(default_factory=Pacer)
 
     async def list(self, metadata: dict[str, str]) -> list[ObservedSandbox]:
         self.calls.append("list")
         return [s for s in self.sandboxes.values() if metadata.items() <= s.metadata.items()]
 
-    async def create(self, template: str, *, metadata: dict[str, str], **_: Any) -> str:
+    async def create(
+        self,
+        template: str,
+        *,
+        metadata: dict[str, str],
+        turn: str = "",
+        abandon: asyncio.Event | None = None,
+        **_: Any,
+    ) -> str:
+        async with self.pacer.turn(turn, abandon):
+            return self._create(metadata)
+
+    def _create(self, metadata: dict[str, str]) -> str:
         self.calls.append("create")
+        if self.limit_creates:
+            self.limit_creates -= 1
+            raise BackendError("RateLimited", "E2B answered 429", retry_after=0.01)
         if self.fail_creates:
             self.fail_creates -= 1
             raise BackendError("ServiceUnavailable", "E2B answered 503")
@@ -213,6 +235,66 @@ async def test_a_missing_secret_stalls_without_touching_sandboxes() -> None:
     assert [e.reason for e in loop.events] == ["SecretNotFound"]
 
 
+async def test_rate_limited_creates_wait_their_turn_without_errors_or_backoff() -> None:
+    loop = Loop(replicas=3)
+    loop.backend.limit_creates = 2
+    await loop.step()
+    assert len(loop.backend.sandboxes) == 3  # the 429'd creates were tried again
+    assert loop.backend.calls.count("create") == 5
+    assert [e.reason for e in loop.events] == ["Created"] * 3  # no Warning per 429
+    assert loop.state.memory.create_failures == 0 and loop.state.memory.ramp is None
+    assert loop.backend.pacer.throttled_calls == 2
+    assert loop.backend.pacer.buckets[Endpoint.CREATE].slowed  # and it slowed down
+
+
+async def test_creates_waiting_for_their_turn_are_given_up_when_scaled_to_zero() -> None:
+    loop = Loop(replicas=3)
+    loop.backend.pacer.capacity.full(loop.backend.pacer.clock(), "cap of 0 reached")
+    loop.backend.pacer.capacity.hold_until = float("inf")  # no room until told otherwise
+    assert loop.services.lister is not None
+    await loop.services.lister.refresh()
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    await asyncio.sleep(0)
+    throttle = loop.backend.pacer.throttle(UID)
+    assert throttle is not None and throttle.reason == "CapacityExhausted"
+    raw = dict(loop.body)
+    raw["spec"] = {**raw["spec"], "replicas": 0}
+    loop.body = kopf.Body({**raw, "metadata": {**raw["metadata"], "generation": 2}})
+    await loop.step()  # the three waiting creates give up: nothing was sent
+    assert loop.backend.calls.count("create") == 0 and not loop.state.creating
+    assert loop.backend.pacer.throttle(UID) is None
+    assert loop.status["replicas"] == 0
+
+
+async def test_e2b_coming_back_cuts_every_backoff_short() -> None:
+    loop = Loop(replicas=1)
+    loop.backend.fail_creates = 1
+    await loop.step()
+    assert loop.state.memory.retry_creates_at is not None
+    far = datetime.now(UTC) + timedelta(hours=1)  # a long backoff left to sit out
+    loop.state.memory = replace(loop.state.memory, retry_creates_at=far, failures=12)
+    loop.services.backend_recovered()  # a call succeeded somewhere after an outage
+    assert loop.state.recovered and loop.state.waker._event.is_set()
+    stopped = Stopped()
+    runner = asyncio.create_task(deployments.run(loop.services, loop.body, stopped))  # type: ignore[arg-type]
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if loop.backend.sandboxes:
+            break
+    stopped.set()
+    loop.state.waker.poke()
+    await runner
+    assert len(loop.backend.sandboxes) == 1  # created without sitting out the backoff
+    assert not loop.state.recovered and loop.state.memory.create_failures == 0
+
+
+class Stopped(asyncio.Event):
+    """Like kopf's DaemonStopped: true once set."""
+
+    def __bool__(self) -> bool:
+        return self.is_set()
+
+
 def _unhealthy_create(backend: FakeBackend) -> Any:
     create = FakeBackend.create
 
@@ -222,3 +304,68 @@ def _unhealthy_create(backend: FakeBackend) -> Any:
         return sid
 
     return wrapped
+
+
+def test_after_a_restart_healthy_sandboxes_are_checked_over_an_interval_not_at_once() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    entry = {"index": 0, "healthy": True, "phase": "Running"}
+    status = E2BDeploymentStatus.from_wire(
+        {
+            "sandboxes": [
+                *({**entry, "sandboxID": f"ok{i}"} for i in range(20)),
+                {**entry, "sandboxID": "sick", "healthy": False, "phase": "Unhealthy"},
+                {**entry, "sandboxID": "new", "healthy": False, "phase": "Starting"},
+            ]
+        }
+    )
+    tallies = health.from_status(status, now, 10)
+    waits = {sid: h.wait(now, 10) for sid, h in tallies.items()}
+    assert waits["sick"] <= 0 and waits["new"] <= 0  # in doubt: checked at once
+    spread = [waits[f"ok{i}"] for i in range(20)]
+    assert all(0 <= w <= 10 for w in spread) and max(spread) - min(spread) > 5
+    assert all(tallies[f"ok{i}"].passed and tallies[f"ok{i}"].healthy for i in range(20))
+
+
+async def test_creates_go_ahead_while_the_apiserver_cannot_take_the_status() -> None:
+    loop = Loop(replicas=2)
+    await loop.step()
+    loop.body = kopf.Body({**loop.body, "spec": {**loop.body["spec"], "replicas": 3}})
+
+    async def away(*_: Any) -> None:
+        raise ApiException(status=503, reason="etcd unavailable")
+
+    loop.kube.patch_status = away  # type: ignore[method-assign]
+    assert loop.services.lister is not None
+    await loop.services.lister.refresh()
+    with pytest.raises(ApiException):
+        await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    await asyncio.gather(*loop.state.tasks)
+    assert loop.backend.calls.count("create") == 3 and len(loop.backend.sandboxes) == 3
+    # Scaled down meanwhile: the kill waits for the status that says Terminating.
+    loop.body = kopf.Body({**loop.body, "spec": {**loop.body["spec"], "replicas": 1}})
+    await loop.services.lister.refresh()
+    with pytest.raises(ApiException):
+        await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    assert "kill" not in loop.backend.calls and len(loop.backend.sandboxes) == 3
+
+
+async def test_stopping_gives_up_creates_in_flight_without_waiting_for_their_commands() -> None:
+    loop = Loop(replicas=1)
+    cleaned: list[str] = []
+
+    async def create_checking_a_slow_sandbox() -> None:
+        try:
+            await asyncio.sleep(3600)  # its first health check
+        except asyncio.CancelledError:
+            try:
+                await asyncio.sleep(3600)  # killing the check's command, which never answers
+            finally:
+                cleaned.append("gave up")
+            raise
+
+    task = asyncio.create_task(create_checking_a_slow_sandbox())
+    loop.state.tasks.add(task)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(deployments.stop(loop.services, wait=0.05), timeout=5)
+    await asyncio.sleep(0)
+    assert task.cancelled() and cleaned == ["gave up"]

@@ -33,3 +33,22 @@ def test_a_killed_sandbox_stays_gone_until_listings_drop_it() -> None:
     assert e.apply([sbx("a")], now=5.5, listed_at=5.2) == []
     assert e.deleted  # still listed: keep hiding it
     assert e.apply([], now=6.0, listed_at=5.8) == [] and not e.deleted
+
+
+def test_a_paused_or_resumed_sandbox_has_that_state_until_a_later_listing() -> None:
+    e = Expectations()
+    e.expect_state("a", "paused", now=5.0)
+    # the listing was asked for before the pause returned: it still says running
+    assert [s.state for s in e.apply([sbx("a")], now=5.5, listed_at=4.9)] == ["paused"]
+    # a later listing is the truth again, whatever it says
+    assert [s.state for s in e.apply([sbx("a")], now=6.0, listed_at=5.1)] == ["running"]
+    assert not e.states
+
+
+def test_a_state_expectation_lapses_after_the_ttl_and_goes_with_a_delete() -> None:
+    e = Expectations()
+    e.expect_state("a", "paused", now=0.0)
+    assert [s.state for s in e.apply([sbx("a")], now=TTL_SECONDS + 1)] == ["running"]
+    e.expect_state("a", "paused", now=100.0)
+    e.expect_deleted("a", now=101.0)
+    assert not e.states

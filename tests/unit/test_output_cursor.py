@@ -34,12 +34,14 @@ def test_each_line_once_partial_lines_wait_for_their_end() -> None:
 
 def test_output_faster_than_the_tail_is_a_gap_not_wrong_text() -> None:
     cursor = OutputCursor()
-    cursor.advance(status("first\n"))
-    flood = "first\n" + "".join(f"line {i}\n" for i in range(2000))
+    cursor.advance(status("first\npart"))  # "part" waits for the rest of its line ...
+    flood = "first\npart" + "".join(f"line {i}\n" for i in range(2000))
     events = cursor.advance(status(flood))
-    assert events[0]["event"] == "gap" and events[0]["chars"] == len(flood) - 6 - TAIL_CHARS
+    assert events[0]["event"] == "gap" and events[0]["chars"] == len(flood) - 10 - TAIL_CHARS
     shown = lines(events)
     assert shown[-1] == "line 1999" and all(s.startswith("line ") for s in shown[1:])
+    # ... which fell into the gap: the first line shown is the end of a real one, no "part"
+    assert shown[0] + "\n" in flood and not shown[0].startswith("part")
 
 
 def test_without_live_totals_the_tail_is_shown_when_finished() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,10 +16,12 @@ from e2b_operator.reconcile.deployment import (
     Observation,
     TemplateView,
     after_create,
+    after_keepalive,
     decide,
+    recovered,
 )
 from e2b_operator.reconcile.health import Health
-from e2b_operator.reconcile.observed import ObservedSandbox, Problem
+from e2b_operator.reconcile.observed import ObservedSandbox, Problem, Throttle
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 READY_TEMPLATE = TemplateView("app", ready=True, template_id="tpl", spec_hash="h1")
@@ -95,7 +100,14 @@ def test_duplicates_in_a_slot_keep_one() -> None:
     assert [(s.sandbox_id, why) for s, why in plan.delete] == [("dup", "Duplicate")]
 
 
-@pytest.mark.parametrize("surge,unavailable", [(1, 1), (0, 1), (1, 0), ("25%", "25%"), (2, 0)])
+def _budget(value: int | str, replicas: int, rounding) -> int:
+    """maxSurge (rounding up) or maxUnavailable (rounding down) as a Deployment reads it."""
+    return value if isinstance(value, int) else int(rounding(replicas * int(value[:-1]) / 100))
+
+
+@pytest.mark.parametrize(
+    "surge,unavailable", [(1, 1), (0, 1), (1, 0), ("25%", "25%"), ("30%", "30%"), (2, 0)]
+)
 def test_rollout_never_drops_below_replicas_minus_max_unavailable(surge, unavailable) -> None:
     """Simulate a rollout step by step: every create becomes ready at the next step."""
     replicas = 4
@@ -103,12 +115,15 @@ def test_rollout_never_drops_below_replicas_minus_max_unavailable(surge, unavail
         replicas=replicas,
         strategy={"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
     )
-    floor = replicas - (unavailable if isinstance(unavailable, int) else 1)
-    ceiling = replicas + (surge if isinstance(surge, int) else 1)
+    # 30% of 4 is 1.2: 2 to surge, 1 unavailable (25% of 4 rounds the same either way)
+    up, down = _budget(surge, replicas, math.ceil), _budget(unavailable, replicas, math.floor)
+    floor, ceiling = replicas - down, replicas + up
     boxes = {f"old{i}": sbx(f"old{i}", i, hash_="old") for i in range(replicas)}
     counter = 0
-    for _step in range(30):
+    for step in range(30):
         plan = decide(observe(sp, boxes.values(), healthy=list(boxes)))
+        if step == 0:
+            assert len(plan.create) == up, "the first step surges by the whole maxSurge"
         for s, _why in plan.delete:
             del boxes[s.sandbox_id]
         ready = len(boxes)
@@ -152,7 +167,7 @@ def test_paused_pauses_running_and_creates_nothing() -> None:
     assert [s.sandbox_id for s in plan.pause] == ["a"]
     assert plan.create == [] and plan.delete == []
     assert plan.status.phase == "Paused"
-    assert conditions(plan)["Ready"] == ("False", "Paused")
+    assert conditions(plan)["Ready"] == ("False", "Pausing")
 
 
 def test_unpaused_resumes_paused_sandboxes() -> None:
@@ -182,6 +197,38 @@ def test_expiring_sandboxes_get_keepalive() -> None:
     assert [s.sandbox_id for s in decide(observe(sp, [soon], healthy=["a"])).keepalive] == ["a"]
     later = sbx("a", 0, end_at=NOW + timedelta(seconds=500))
     assert decide(observe(sp, [later], healthy=["a"])).keepalive == []
+
+
+def test_timeout_refreshes_are_bounded_even_with_a_stale_listing() -> None:
+    """Passes every 0.25 s for 2 minutes; E2B's listing shows a refresh only 5 s later:
+    the shortest timeout is refreshed at most once per half of it."""
+    sp = spec(replicas=1, timeoutSeconds=30)
+    end_at, listed_end, refreshes, memory = NOW + timedelta(seconds=30), None, [], Memory()
+    for step in range(480):
+        now = NOW + timedelta(seconds=step / 4)
+        if refreshes and now - refreshes[-1] >= timedelta(seconds=5):
+            listed_end = end_at
+        box = sbx("a", 0, end_at=listed_end or NOW + timedelta(seconds=30))
+        plan = decide(observe(sp, [box], healthy=["a"], now=now), memory)
+        memory = plan.memory
+        assert box.end_at > now, "the sandbox expired"
+        if plan.keepalive:
+            refreshes.append(now)
+            end_at = now + timedelta(seconds=30)
+            memory = after_keepalive(memory, ["a"], now)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(refreshes)]
+    assert len(refreshes) <= 120 / 15 + 1 and min(gaps) >= 14.5
+
+
+def test_a_template_being_deleted_degrades_once_and_keeps_the_sandboxes() -> None:
+    deleting = TemplateView("app", ready=True, template_id="tpl", spec_hash="h1", deleting=True)
+    boxes = [sbx("a", 0)]
+    plan = decide(observe(spec(replicas=1), boxes, healthy=["a"], template=deleting))
+    assert conditions(plan)["Degraded"] == ("True", "TemplateDeleting")
+    assert conditions(plan)["Ready"][0] == "True" and plan.delete == []
+    assert [e.reason for e in plan.events] == ["TemplateDeleting"]
+    again = observe(spec(replicas=1), boxes, healthy=["a"], template=deleting, previous=plan.status)
+    assert decide(again, plan.memory).events == []
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:
@@ -245,10 +292,14 @@ def test_a_starting_sandbox_failing_checks_is_starting_not_unhealthy() -> None:
     assert plan.delete == []
     assert plan.status.sandboxes[0].phase == "Starting"
     assert conditions(plan)["Degraded"][0] == "False"
-    # once it has passed, failures past the threshold replace it
+    # once it has passed, failures in a row past the threshold (3) replace it: the pass
+    # wiped the count, the startup's four failures do not add up with later ones
     failing = starting.record(True, "", NOW)
-    for _ in range(3):
+    for _ in range(2):
         failing = failing.record(False, "exit 7", NOW)
+    plan = decide(observe(spec(replicas=1), [sbx("a", 0)], health={"a": failing}))
+    assert plan.delete == [] and plan.status.sandboxes[0].phase == "Unhealthy"
+    failing = failing.record(False, "exit 7", NOW)
     plan = decide(observe(spec(replicas=1), [sbx("a", 0)], health={"a": failing}))
     assert [(s.sandbox_id, why) for s, why in plan.delete] == [("a", "Unhealthy")]
 
@@ -305,3 +356,40 @@ def test_creates_go_at_once_and_ramp_only_after_a_failure() -> None:
         ramps.append(after.ramp)
     assert ramps == [2, 4, 8, 16, None, None]
     assert after.retry_creates_at is None and after.create_failures == 0
+
+
+def test_creates_waiting_on_the_rate_limit_say_rate_limited_not_degraded() -> None:
+    wait = Throttle("RateLimited", "creates are paced to E2B's rate limit (5 creates/s)", 0.3)
+    creating = frozenset({1, 2})
+    obs = observe(spec(replicas=3), [sbx("a", 0)], healthy=["a"], creating=creating)
+    momentary = decide(replace(obs, throttle=wait))
+    assert conditions(momentary)["Reconciling"] == ("True", "RolloutInProgress")
+    assert momentary.wait <= 0.7 + 1e-9  # back when the wait would show
+    waiting = decide(replace(obs, throttle=replace(wait, waited_seconds=4.0)))
+    assert conditions(waiting)["Reconciling"] == ("True", "RateLimited")
+    assert conditions(waiting)["Ready"] == ("False", "RateLimited")
+    assert conditions(waiting)["Degraded"] == ("False", "Healthy")
+    ready = {c.type: c for c in waiting.status.conditions}["Ready"]
+    assert "1/3 updated sandboxes ready" in ready.message and "5 creates/s" in ready.message
+    assert waiting.status.phase == "Progressing"
+
+
+def test_creates_held_by_the_sandbox_cap_degrade_only_when_it_persists() -> None:
+    full = Throttle("CapacityExhausted", "E2B has no room for more sandboxes (cap 20)", 5.0)
+    obs = observe(spec(replicas=1000), [sbx("a", 0)], healthy=["a"], creating=frozenset({1}))
+    brief = decide(replace(obs, throttle=full))
+    assert conditions(brief)["Reconciling"] == ("True", "CapacityExhausted")
+    assert conditions(brief)["Degraded"][0] == "False"
+    lasting = decide(replace(obs, throttle=replace(full, waited_seconds=31.0)))
+    assert conditions(lasting)["Degraded"] == ("True", "CapacityExhausted")
+    degraded = {c.type: c for c in lasting.status.conditions}["Degraded"]
+    assert "cap 20" in degraded.message
+    assert "CapacityExhausted" in [e.reason for e in lasting.events]  # one Warning
+
+
+def test_e2b_coming_back_forgets_the_backoff() -> None:
+    memory = after_create(Memory(), failed=True, budget=32, now=NOW, cap=60)
+    memory = replace(memory, failures=7)
+    back = recovered(memory)
+    assert back.retry_creates_at is None and back.failures == 0 and back.create_failures == 0
+    assert back.ramp == 1  # still one create at a time first, doubling

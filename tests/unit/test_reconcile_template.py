@@ -14,6 +14,7 @@ from e2b_operator.reconcile.recipe import RecipeError, recipe, spec_hash
 from e2b_operator.reconcile.template import TemplateObservation, decide_template
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
+LATER = datetime(2026, 11, 27, tzinfo=UTC)
 SPEC = E2BTemplateSpec.from_wire(
     {
         "type": "pythonBase",
@@ -63,22 +64,29 @@ def test_recipe_refuses_paths_leaving_app() -> None:
 def observe(**kw) -> TemplateObservation:
     args = {"generation": 2, "spec_hash": spec_hash(SPEC), "previous": None, "build": None}
     args.update(kw)
-    return TemplateObservation(now=NOW, **args)
+    return TemplateObservation(**{"now": NOW, **args})
 
 
 def test_new_spec_starts_a_build() -> None:
     plan = decide_template(observe())
     assert plan.action == "build"
     assert plan.status.phase == "Building"
+    # a changed spec rebuilds a template already built from the old one
+    built = E2BTemplateStatus(phase="Ready", spec_hash="old", build_id="b1", template_id="t1")
+    plan = decide_template(observe(previous=built))
+    assert (plan.action, plan.status.phase) == ("build", "Building")
 
 
 def test_build_outcomes() -> None:
     prev = E2BTemplateStatus(spec_hash=spec_hash(SPEC), build_id="b1", template_id="t1")
     building = decide_template(observe(previous=prev, build=BuildProgress("t1", "b1", "building")))
     assert (building.action, building.status.phase) == ("poll", "Building")
-    ready = decide_template(observe(previous=prev, build=BuildProgress("t1", "b1", "ready")))
+    done = BuildProgress("t1", "b1", "ready", ("step 1", "step 2"))
+    ready = decide_template(observe(previous=prev, build=done))
     assert (ready.action, ready.status.phase) == ("none", "Ready")
-    assert ready.status.built_at == NOW
+    assert ready.status.built_at == NOW and not ready.status.build_log_tail  # kept on failure
+    later = decide_template(observe(previous=ready.status, build=done, now=LATER))
+    assert later.status.built_at == NOW  # when it was built, not when last looked at
     failed = decide_template(
         observe(previous=prev, build=BuildProgress("t1", "b1", "error", ("l1", "l2"), "boom"))
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..reconcile.deployment import Memory
 from ..reconcile.expectations import Expectations
 from ..reconcile.health import Health
+from .kube import KubeRetry
 from .status import StatusWriter
 from .wakeups import Waker
 
@@ -30,6 +31,13 @@ class LoopState:
     """Slots whose create is in flight."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     """The creates in flight."""
+    abandon: dict[int, tuple[str, asyncio.Event]] = field(default_factory=dict)
+    """Per slot with a create in flight: the hash it creates, and the event that gives it up
+    while it still waits for its turn (the slot is no longer wanted, or the deployment goes)."""
+    kube_retry: KubeRetry = field(default_factory=KubeRetry)
+    """Passes in a row that the apiserver could not answer."""
+    recovered: bool = False
+    """E2B answered again after an outage: the next pass forgets the backoff."""
     generation: int | None = None
     """The generation the loop last saw (watch events of other changes do not wake it)."""
     seeded: bool = False

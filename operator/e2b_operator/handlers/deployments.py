@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from .. import metrics
 from ..api import DEPLOYMENTS_PLURAL, E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
-from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_shell
+from ..api.layout import APP_DIR, INSTANCE_CONFIG, MAIN_LOG, main_service
+from ..reconcile import credentials
 from ..reconcile import deployment as rd
 from ..reconcile.conditions import Want, merge
 from ..reconcile.config import config_problem, instance_config, slot_hashes
@@ -39,16 +42,19 @@ from ..reconcile.observed import (
     Problem,
 )
 from ..sandboxes.errors import BackendError
+from ..sandboxes.pacer import PACED, Abandoned
 from . import health
 from .concurrency import gather_bounded
 from .context import Services, namespace_of
+from .credentials import CredentialError
 from .deployment_state import LoopState
-from .kube import SecretMissing
+from .kube import SecretMissing, SecretNotText, unavailable
 from .status import StatusWriter
 
 log = logging.getLogger(__name__)
 
 INVALID_RECHECK_SECONDS = 300.0
+KIND = "E2BDeployment"
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,25 @@ async def run(services: Services, body: kopf.Body, stopped: kopf.DaemonStopped) 
         async with state.lock:
             if stopped:
                 break
-            delay = await reconcile(services, target, body, state)
+            if state.recovered:
+                state.recovered = False
+                state.memory = rd.recovered(state.memory)
+
+            async def one_pass() -> float:
+                with metrics.reconcile_pass(KIND):
+                    account = await _account(services, target, body)
+                    return await reconcile(account, target, body, state)
+
+            delay = await state.kube_retry.run(one_pass, f"{target.namespace}/{target.name}")
+        if state.memory.failures:
+            due = datetime.now(UTC) + timedelta(seconds=delay)
+            log.info(
+                "[%s/%s] backing off after %d failed pass(es): next pass at %s unless woken",
+                target.namespace,
+                target.name,
+                state.memory.failures,
+                due.isoformat(),
+            )
         await state.waker.sleep(delay, stopped)
 
 
@@ -82,9 +106,16 @@ async def reconcile(services: Services, target: Target, body: kopf.Body, state: 
     obs, inputs = observed
     plan = rd.decide(obs, state.memory)
     state.memory = plan.memory
+    metrics.observe_deployment(target.namespace, target.name, obs.spec.replicas, plan.status)
+    _abandon_unwanted(obs, state)
     if not plan.write:
         return plan.wait
-    await state.writer.write(body, plan.status)
+    try:
+        await state.writer.write(body, plan.status)
+    except Exception as exc:
+        if plan.create and unavailable(exc):
+            await _create_anyway(services, target, body, obs, inputs, plan, state)
+        raise
     for event in plan.events:
         services.post(body, event)
     if plan.idle:
@@ -92,6 +123,7 @@ async def reconcile(services: Services, target: Target, body: kopf.Body, state: 
     try:
         await act(services, target, body, obs, inputs, plan, state)
     except BackendError as exc:
+        metrics.reconcile_error(KIND, exc.reason)
         services.post(body, rd.Event("Warning", exc.reason, exc.message))
         state.memory, wait = rd.after_failure(
             state.memory, services.settings.error_backoff_max_seconds
@@ -109,6 +141,8 @@ class Inputs:
 
     envs: dict[str, str] = field(repr=False)
     tspec: E2BTemplateSpec | None
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    """The values taken from Secrets (masked in hook output)."""
 
 
 async def observe(
@@ -126,19 +160,30 @@ async def observe(
         await state.writer.write(body, _invalid_status(previous, generation, str(exc), now))
         return None
     if not state.seeded:
-        state.health.update(health.from_status(previous))
+        interval = spec.health_check.interval_seconds
+        state.health.update(health.from_status(previous, now, interval))
         state.seeded = True
-    view, tspec = services.template_view(target.namespace, spec.template_ref.name)
+    view, tspec = services.usable_template(target.namespace, spec.template_ref.name)
     problem: Problem | None = None
+    if tspec is not None:
+        problem = credentials.mismatch(
+            "E2BDeployment",
+            spec.credentials,
+            f"E2BTemplate {spec.template_ref.name}",
+            tspec.credentials,
+        )
     envs: dict[str, str] = {}
+    secrets: frozenset[str] = frozenset()
     if (why := config_problem(spec)) is not None:
         problem = Problem("InvalidConfig", why, stalled=True)
     try:
-        envs = await _resolve_env(services, target.namespace, spec)
+        envs, secrets = await _resolve_env(services, target.namespace, spec)
     except SecretMissing as exc:
         problem = Problem(
             "SecretNotFound", f"{exc}; create it or fix spec.env[].valueFrom", stalled=True
         )
+    except SecretNotText as exc:
+        problem = Problem("SecretNotText", str(exc), stalled=True)
     backend_error: Problem | None = None
     try:
         listed = await services.lister.sandboxes(target.uid)
@@ -147,10 +192,11 @@ async def observe(
         state.health = {sid: h for sid, h in state.health.items() if sid in known}
         if tspec is not None and not spec.paused:
             state.health = await health.check_due(
-                services.backend, spec, tspec, sandboxes, state.health, now
+                services.backend, spec, tspec, sandboxes, state.health, now, secrets
             )
     except BackendError as exc:
         log.warning("[%s/%s] %s: %s", target.namespace, target.name, exc.reason, exc.message)
+        metrics.reconcile_error(KIND, exc.reason)
         backend_error = Problem(exc.reason, exc.message, stalled=not exc.transient)
         sandboxes = _from_status(previous)  # keep reporting what was last seen
     return rd.Observation(
@@ -167,9 +213,10 @@ async def observe(
         problem=problem,
         backend_error=backend_error,
         creating=frozenset(state.creating),
+        throttle=services.backend.pacer.throttle(target.uid),
         create_budget=services.settings.create_batch_max,
         backoff_cap=services.settings.error_backoff_max_seconds,
-    ), Inputs(envs, tspec)
+    ), Inputs(envs, tspec, secrets)
 
 
 # -- acting ---------------------------------------------------------------------------------
@@ -189,12 +236,15 @@ async def act(
     cleanup = tspec.hooks.cleanup if tspec and tspec.hooks else None
     for s in plan.pause:
         await backend.pause(s.sandbox_id)
+        state.expectations.expect_state(s.sandbox_id, "paused", time.monotonic())
         services.post(body, rd.Event("Normal", "Paused", f"paused sandbox {s.sandbox_id}"))
     for s in plan.resume:
         await backend.resume(s.sandbox_id, spec.timeout_seconds)
+        state.expectations.expect_state(s.sandbox_id, "running", time.monotonic())
         services.post(body, rd.Event("Normal", "Resumed", f"resumed sandbox {s.sandbox_id}"))
     for s in plan.keepalive:
         await backend.set_timeout(s.sandbox_id, spec.timeout_seconds)
+        state.memory = rd.after_keepalive(state.memory, [s.sandbox_id], datetime.now(UTC))
     await gather_bounded(
         [_delete(services, s, why, cleanup, state, body) for s, why in plan.delete],
         limit=services.settings.create_batch_max,
@@ -206,10 +256,26 @@ async def act(
         # In the background, so one slow create never holds up the others or the loop;
         # each finished create wakes the loop, which fills the freed room at once.
         state.creating.add(index)
-        create = _create(services, target, spec, tspec, template_id, inputs.envs, index, obs, state)
+        create = _create(services, target, spec, tspec, template_id, inputs, index, obs, state)
         task = asyncio.create_task(_create_in_background(services, target, body, state, create))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
+
+
+async def _create_anyway(
+    services: Services,
+    target: Target,
+    body: kopf.Body,
+    obs: rd.Observation,
+    inputs: Inputs,
+    plan: rd.Plan,
+    state: LoopState,
+) -> None:
+    """The apiserver did not take the status (restarting, its etcd away) but E2B is there:
+    the creates start now (a sandbox is found again by its metadata, with or without a
+    status); deletes, pauses and resumes wait for the status that announces them."""
+    creates = dataclasses.replace(plan, delete=[], pause=[], resume=[], keepalive=[])
+    await act(services, target, body, obs, inputs, creates, state)
 
 
 async def _create_in_background(
@@ -224,6 +290,9 @@ async def _create_in_background(
     settings = services.settings
     try:
         sandbox_id, first = await create
+    except Abandoned:
+        state.waker.poke()
+        return
     except BackendError as exc:
         services.post(body, rd.Event("Warning", exc.reason, exc.message))
         failed = True
@@ -251,7 +320,7 @@ async def _create(
     spec: E2BDeploymentSpec,
     tspec: E2BTemplateSpec,
     template_id: str,
-    envs: dict[str, str],
+    inputs: Inputs,
     index: int,
     obs: rd.Observation,
     state: LoopState,
@@ -271,22 +340,33 @@ async def _create(
         META_INDEX: str(index),
     }
     instance_env = {
-        **envs,
+        **inputs.envs,
         "E2B_DEPLOYMENT": target.name,
         "E2B_NAMESPACE": target.namespace,
         "E2B_INSTANCE_INDEX": str(index),
     }
     state.creating.add(index)
+    abandon = asyncio.Event()
+    state.abandon[index] = (wanted_hash, abandon)
     try:
-        async with services.create_slots:  # only E2B's create: what its limits count
-            sandbox_id = await services.backend.create(
-                template_id,
-                metadata=metadata,
-                envs=instance_env,
-                timeout=spec.timeout_seconds,
-                idempotency_key=key,
-                internet=tspec.requirements.network_access,
-            )
+        while True:
+            # Waits its turn among the deployments, E2B's rate and cap (the pacer); after a
+            # 429 the pacer slows down, and the same create (same key) waits its turn again.
+            try:
+                sandbox_id = await services.backend.create(
+                    template_id,
+                    metadata=metadata,
+                    envs=instance_env,
+                    timeout=spec.timeout_seconds,
+                    idempotency_key=key,
+                    internet=tspec.requirements.network_access,
+                    turn=target.uid,
+                    abandon=abandon,
+                )
+                break
+            except BackendError as exc:
+                if exc.reason not in PACED:
+                    raise
         now = datetime.now(UTC)
         record = ObservedSandbox(sandbox_id, "running", metadata, started_at=now)
         state.expectations.expect_created(record, time.monotonic())
@@ -296,7 +376,7 @@ async def _create(
             await services.backend.write_files(sandbox_id, {str(INSTANCE_CONFIG): config})
             await services.backend.start(
                 sandbox_id,
-                main_shell(tspec.requirements.runtime.value, config),
+                main_service(tspec.requirements.runtime.value, config),
                 envs=instance_env,
                 cwd=str(APP_DIR),
                 log=str(MAIN_LOG),
@@ -307,10 +387,21 @@ async def _create(
                 await services.backend.kill(sandbox_id)
             state.expectations.expect_deleted(sandbox_id, time.monotonic())
             raise
-        first = await health.check_once(services.backend, spec, tspec, sandbox_id, Health(), now)
+        first = await health.check_once(
+            services.backend, spec, tspec, sandbox_id, Health(), now, inputs.secrets
+        )
         return sandbox_id, first
     finally:
         state.creating.discard(index)
+        state.abandon.pop(index, None)
+
+
+def _abandon_unwanted(obs: rd.Observation, state: LoopState) -> None:
+    """Give up the waiting creates of slots no longer wanted as they were (scaled down,
+    paused, or a new hash): they would make sandboxes only to delete them."""
+    for index, (wanted, abandon) in state.abandon.items():
+        if obs.spec.paused or obs.wanted_hashes.get(index) != wanted:
+            abandon.set()
 
 
 async def _delete(
@@ -334,13 +425,43 @@ async def _delete(
     services.post(body, rd.Event("Normal", reason, message))
 
 
+async def stop(services: Services, wait: float = 1.0) -> None:
+    """The operator is stopping: the creates still in flight are given up (the next operator
+    finds their sandboxes by metadata), waiting ``wait`` s at most, not for the commands they
+    run (a first health check) to be killed in their sandboxes."""
+    tasks = [task for state in services.deployments.values() for task in state.tasks]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=wait)
+        for task in pending:
+            task.cancel()  # again: ends its wait for the command's kill
+
+
 async def delete(services: Services, body: kopf.Body) -> None:
     """Deletion: run the cleanup hook in every sandbox, kill them all, then let go."""
     uid = body.metadata.uid
     state = services.deployment_state(uid)
     async with state.lock:
-        # Creates still in flight would leave sandboxes behind: let them finish first.
+        # Creates still in flight would leave sandboxes behind: let them finish first
+        # (those still waiting for their turn give up).
+        for _, abandon in state.abandon.values():
+            abandon.set()
         await asyncio.gather(*state.tasks, return_exceptions=True)
+        try:
+            services = await services.for_object(
+                namespace_of(body), body.spec, user=uid, remembered=True
+            )
+        except CredentialError as exc:
+            if exc.transient:
+                raise kopf.TemporaryError(exc.message, delay=5) from exc
+            message = (
+                f"{exc.message}. Sandboxes of this deployment (if any) were not killed: "
+                "they end at their E2B timeout"
+            )
+            services.post(body, rd.Event("Warning", exc.reason, message))
+            services.forget_deployment(uid)
+            return
         tspec = None
         try:
             spec = E2BDeploymentSpec.from_wire(body.spec)
@@ -365,9 +486,19 @@ async def delete(services: Services, body: kopf.Body) -> None:
         if left:
             raise kopf.TemporaryError(f"{len(left)} sandbox(es) still exist; retrying", delay=2)
     services.forget_deployment(uid)
+    metrics.forget_deployment(namespace_of(body), body.metadata.name)
 
 
 # -- observation helpers ---------------------------------------------------------------------
+
+
+async def _account(services: Services, target: Target, body: kopf.Body) -> Services:
+    """The services of the deployment's E2B account (its spec.credentials, read anew each
+    pass); with unusable credentials, services whose listing reports why."""
+    try:
+        return await services.for_object(target.namespace, body.spec, user=target.uid)
+    except CredentialError as exc:
+        return services.without_account(exc)
 
 
 def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
@@ -386,15 +517,18 @@ def _from_status(previous: E2BDeploymentStatus | None) -> list[ObservedSandbox]:
 
 async def _resolve_env(
     services: Services, namespace: str, spec: E2BDeploymentSpec
-) -> dict[str, str]:
+) -> tuple[dict[str, str], frozenset[str]]:
+    """The env values, and those of them taken from Secrets."""
     env: dict[str, str] = {}
+    secrets: set[str] = set()
     for var in spec.env:
         if var.value_from is not None:
             ref = var.value_from.secret_key_ref
             env[var.name] = await services.kube.secret_value(namespace, ref.name, ref.key)
+            secrets.add(env[var.name])
         else:
             env[var.name] = var.value or ""
-    return env
+    return env, frozenset(secrets)
 
 
 def _wanted_hashes(

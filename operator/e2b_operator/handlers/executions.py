@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,14 +14,17 @@ from pydantic import ValidationError
 from ..api import (
     DEPLOYMENTS_PLURAL,
     EXECUTIONS_PLURAL,
+    Credentials,
     E2BExecutionSpec,
     E2BExecutionStatus,
 )
 from ..api.layout import APP_DIR
+from ..reconcile import credentials
 from ..reconcile import execution as rx
 from ..reconcile.observed import MANAGED_BY, META_MANAGED_BY, META_NAMESPACE, CommandOutcome
 from ..sandboxes.errors import BackendError
 from .context import Services, namespace_of
+from .credentials import CredentialError
 from .live_output import LiveOutput
 from .status import StatusWriter
 
@@ -108,6 +113,7 @@ async def _execute(job: Run, stopped: Any, logger: Any) -> None:
                 timeout=int(rx.command_timeout(job.spec)) + 60,
                 idempotency_key=f"{job.uid}-execution",
                 internet=tspec.requirements.network_access if tspec else True,
+                turn=job.uid,  # its own turn beside the deployments' creates
             )
         assert sandbox_id is not None
         await job.write(
@@ -122,18 +128,23 @@ async def _execute(job: Run, stopped: Any, logger: Any) -> None:
         live = LiveOutput(lambda **out: job.write("Running", "Running", running, **out))
         publisher = asyncio.create_task(live.publish())
         try:
-            outcome = await job.services.backend.run(
-                sandbox_id,
-                rx.command(runtime, job.spec, tspec.hooks if tspec else None),
-                timeout=rx.command_timeout(job.spec),
-                envs=UNBUFFERED,
-                cwd=str(APP_DIR),
-                on_stdout=live.collector("stdout"),
-                on_stderr=live.collector("stderr"),
+            outcome = await _until_deleted(
+                job.services.backend.run(
+                    sandbox_id,
+                    rx.command(runtime, job.spec, tspec.hooks if tspec else None),
+                    timeout=rx.command_timeout(job.spec),
+                    envs=UNBUFFERED,
+                    cwd=str(APP_DIR),
+                    on_stdout=live.collector("stdout"),
+                    on_stderr=live.collector("stderr"),
+                ),
+                stopped,
             )
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+        if outcome is None:
+            return  # deleted (e.g. `kubectl e2b logs -f` ended) or the operator is stopping
         await job.finish(outcome, **live.fields())
     except BackendError as exc:
         reason = "Timeout" if exc.reason == "BackendTimeout" else exc.reason
@@ -147,11 +158,36 @@ async def _execute(job: Run, stopped: Any, logger: Any) -> None:
     event(job.body, reason=job.status.reason or "Finished", message=job.status.message or "")
 
 
+async def _until_deleted(run: Awaitable[CommandOutcome], stopped: Any) -> CommandOutcome | None:
+    """The command's outcome, or None when the execution is deleted first: then the command
+    is cancelled, which kills it in the sandbox. An operator shutdown lets it finish (kopf
+    cancels the daemon after its cancellation_timeout)."""
+    task = asyncio.ensure_future(run)
+    deleted = asyncio.ensure_future(_deletion(stopped))
+    try:
+        await asyncio.wait({task, deleted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        deleted.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, deleted, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+async def _deletion(stopped: Any) -> None:
+    """Returns when the daemon stops because its object was deleted; otherwise never."""
+    await stopped.wait()
+    if not (stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+        await asyncio.Event().wait()
+
+
 async def _wait_for_target(job: Run, stopped: Any) -> rx.Pick | None:
     """Poll until there is a sandbox to run in, a reason to fail, or the daemon stops."""
     created = _created(job.body)
     while not stopped:
         pick = await _pick(job)
+        if not pick.waiting and not pick.final:
+            pick = await _in_account(job, pick)
         if not pick.waiting:
             return pick
         waited = (datetime.now(UTC) - created).total_seconds()
@@ -174,7 +210,40 @@ async def _pick(job: Run) -> rx.Pick:
     assert job.spec.deployment_ref is not None
     name = job.spec.deployment_ref.name
     deployment = await _deployment(job, name)
-    return rx.pick_in_deployment(deployment, name, job.spec.sandbox_id, job.spec.hook is not None)
+    return rx.pick_in_deployment(
+        deployment, name, job.spec.sandbox_id, rx.accepted_phases(job.spec)
+    )
+
+
+async def _in_account(job: Run, pick: rx.Pick) -> rx.Pick:
+    """The pick once the execution acts as its E2B account (job.services scoped to it): a
+    final failure when its credentials differ from its target's, waiting while they cannot
+    be used (the Secret may come later) or the template is not usable with them yet."""
+    spec = job.spec
+    if spec.template_ref is not None:
+        target = f"E2BTemplate {spec.template_ref.name}"
+        tspec = job.services.template_view(job.namespace, spec.template_ref.name)[1]
+        theirs = tspec.credentials if tspec else None
+    else:
+        assert spec.deployment_ref is not None
+        target = f"E2BDeployment {spec.deployment_ref.name}"
+        deployment = await _deployment(job, spec.deployment_ref.name) or {}
+        raw = (deployment.get("spec") or {}).get("credentials")
+        try:
+            theirs = Credentials.from_wire(raw) if raw else None
+        except ValidationError:
+            return rx.Pick(reason="InvalidDeployment", message=f"{target}: invalid spec")
+    problem = credentials.mismatch("E2BExecution", spec.credentials, target, theirs)
+    if problem is not None:
+        return rx.Pick(reason=problem.reason, message=problem.message, final=True)
+    try:
+        job.services = await job.services.for_object(job.namespace, job.body.spec)
+    except CredentialError as exc:
+        return rx.Pick(reason=exc.reason, message=exc.message)
+    if spec.template_ref is not None:
+        view = job.services.usable_template(job.namespace, spec.template_ref.name)[0]
+        return rx.pick_template(view, spec.template_ref.name)
+    return pick
 
 
 async def _template_name(job: Run) -> str:
@@ -193,7 +262,9 @@ async def _interrupted(job: Run) -> None:
     """The operator restarted during a run: its outcome is lost, so the execution fails."""
     assert job.status is not None
     if job.status.ephemeral and job.status.sandbox_id:
-        await _kill(job, job.status.sandbox_id, None)
+        with contextlib.suppress(CredentialError):  # unusable now: the sandbox times out
+            job.services = await job.services.for_object(job.namespace, job.body.spec)
+            await _kill(job, job.status.sandbox_id, None)
     await job.write(
         "Failed",
         "Interrupted",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from datetime import datetime
+from collections.abc import Collection
+from datetime import datetime, timedelta
 
+from .. import metrics
 from ..api import E2BDeploymentSpec, E2BDeploymentStatus, E2BTemplateSpec
-from ..reconcile.health import Health
+from ..reconcile.health import Health, failure_message, probe_command, read_probe
 from ..reconcile.observed import ObservedSandbox
 from ..sandboxes.backend import SandboxBackend
 from ..sandboxes.errors import BackendError
@@ -24,6 +27,7 @@ async def check_due(
     sandboxes: list[ObservedSandbox],
     health: dict[str, Health],
     now: datetime,
+    secrets: Collection[str] = (),
 ) -> dict[str, Health]:
     """The tallies after checking every running sandbox whose next check is due."""
     interval = spec.health_check.interval_seconds
@@ -33,7 +37,10 @@ async def check_due(
         if s.state == "running" and health.get(s.sandbox_id, Health()).due(now, interval)
     ]
     results = await gather_bounded(
-        [check_once(backend, spec, tspec, sid, health.get(sid, Health()), now) for sid in due],
+        [
+            check_once(backend, spec, tspec, sid, health.get(sid, Health()), now, secrets)
+            for sid in due
+        ],
         CONCURRENCY,
     )
     updated = dict(health)
@@ -50,27 +57,37 @@ async def check_once(
     sandbox_id: str,
     previous: Health,
     now: datetime,
+    secrets: Collection[str] = (),
 ) -> Health | None:
-    """Run the hook once: the new tally, or None if the sandbox could not be reached (its
-    health is unknown, not bad). No hook means healthy once running."""
+    """Run the hook once (and see whether the main script exited): the new tally, or None if
+    the sandbox could not be reached (its health is unknown, not bad). No hook passes.
+    ``secrets``: values masked in the message."""
     check = tspec.hooks.health_check if tspec.hooks else None
-    if not check:
-        return previous.record(True, "", now)
+    timeout = spec.health_check.timeout_seconds
     try:
-        outcome = await backend.run(sandbox_id, check, timeout=spec.health_check.timeout_seconds)
+        outcome = await backend.run(sandbox_id, probe_command(check), timeout=timeout)
     except BackendError as exc:
         log.info("health of sandbox %s unknown: %s", sandbox_id, exc.message)
+        metrics.health_check(None)
         return None
+    outcome, main_exit = read_probe(outcome)
+    metrics.health_check(outcome.ok)
     message = ""
     if not outcome.ok:
-        detail = (outcome.stderr or outcome.stdout or outcome.error)[-512:].strip()
-        message = f"health check exited {outcome.exit_code}: {detail}"
+        message = failure_message(outcome, timeout, secrets)
         log.info("health check failed in sandbox %s: %s", sandbox_id, message)
-    return previous.record(outcome.ok, message, now)
+    if main_exit is not None and previous.main_exit is None:
+        log.info("main script of sandbox %s exited with code %d", sandbox_id, main_exit)
+    return previous.record(outcome.ok, message, now, main_exit)
 
 
-def from_status(previous: E2BDeploymentStatus | None) -> dict[str, Health]:
-    """After a restart: each sandbox's last known health from status, so nothing flaps."""
+def from_status(
+    previous: E2BDeploymentStatus | None, now: datetime, interval: float
+) -> dict[str, Health]:
+    """After a restart: each sandbox's last known health from status, so nothing flaps. A
+    healthy one was checked within an interval before: its next check is spread over the
+    coming interval (by its ID), not all of them at once in the first pass, which would hold
+    up the creates a restart mid-scale still has to make. Others are checked at once."""
     return {
         e.sandbox_id: Health(
             healthy=e.healthy,
@@ -78,7 +95,15 @@ def from_status(previous: E2BDeploymentStatus | None) -> dict[str, Health]:
             since=e.last_health_transition_time,
             message=e.message or "",
             passed=e.phase in ("Running", "Unhealthy"),
+            main_exit=e.main_exit_code,
+            checked_at=_spread(e.sandbox_id, now, interval) if e.phase == "Running" else None,
         )
         for e in (previous.sandboxes if previous else [])
         if e.healthy is not None
     }
+
+
+def _spread(sandbox_id: str, now: datetime, interval: float) -> datetime:
+    """A past check time that makes the next check due within ``interval`` from ``now``."""
+    fraction = int(hashlib.sha256(sandbox_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return now - timedelta(seconds=interval * fraction)

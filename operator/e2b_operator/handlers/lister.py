@@ -6,7 +6,7 @@ of the latest snapshot, and the loops whose sandboxes changed (vanished, appeare
 resumed) are woken at once, so a lost sandbox is noticed within a period whatever the
 health-check interval. E2B calls at idle stay one listing per period however many
 deployments there are. Failures back off (up to max_period) and are handed to the loops,
-which report them.
+which report them; the first listing that works again wakes every loop.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ class SandboxLister:
         period: float,
         max_period: float,
         changed: Callable[[str], None],
+        recovered: Callable[[], None] = lambda: None,
     ) -> None:
         self.backend = backend
         self.period = period
         self.max_period = max_period
         self.changed = changed
+        self.recovered = recovered
         self.listings = 0
         self.failures = 0
         self.listed_at: float | None = None
@@ -54,6 +56,15 @@ class SandboxLister:
         self._listed = asyncio.Event()
         self._poked = asyncio.Event()
         self._waiting: set[str] = set()
+
+    @classmethod
+    def failing(cls, backend: SandboxBackend, error: BackendError) -> SandboxLister:
+        """A listing that never lists: every read raises ``error`` (for an object whose
+        credentials cannot be used, so it reports that instead of acting)."""
+        lister = cls(backend, period=0.0, max_period=0.0, changed=lambda _: None)
+        lister.error = error
+        lister._listed.set()
+        return lister
 
     async def run(self) -> None:
         """List forever (until cancelled)."""
@@ -85,7 +96,7 @@ class SandboxLister:
         self.failures = 0
         self.listed_at = started
         log.debug("listed %d sandboxes in %.3fs", len(listed), time.monotonic() - started)
-        self.error = None
+        failed_before, self.error = self.error is not None, None
         by_uid: dict[str, list[ObservedSandbox]] = defaultdict(list)
         for s in listed:
             uid = s.metadata.get(META_DEPLOYMENT_UID)
@@ -102,6 +113,10 @@ class SandboxLister:
         self._all, self._by_uid, self._fingerprints = listed, dict(by_uid), prints
         self._listed.set()
         waiting, self._waiting = self._waiting, set()
+        if failed_before:
+            log.info("listing sandboxes works again: waking every deployment")
+            self.recovered()
+            return
         for uid in moved | waiting:
             self.changed(uid)
 

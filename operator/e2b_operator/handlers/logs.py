@@ -1,20 +1,24 @@
-"""The operator log shows what changed: kopf's per-watch-event success lines go to DEBUG."""
+"""The operator log shows what changed: kopf's per-watch-event success lines, and the
+retries of a template deletion waiting for its users (announced once), go to DEBUG."""
 
 from __future__ import annotations
 
 import logging
 
 ROUTINE_HANDLERS = ("template_event", "deployment_event")
+QUIET_RETRIES = ("Handler 'template_delete' failed temporarily: still in use by",)
 
 
 class RoutineEvents(logging.Filter):
     """Turns kopf's "Handler 'template_event' succeeded." (one per watch event) into DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO:
-            return True
         message = record.getMessage()
-        if not any(message == f"Handler {h!r} succeeded." for h in ROUTINE_HANDLERS):
+        routine = record.levelno == logging.INFO and any(
+            message == f"Handler {h!r} succeeded." for h in ROUTINE_HANDLERS
+        )
+        waiting = record.levelno == logging.ERROR and message.startswith(QUIET_RETRIES)
+        if not (routine or waiting):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

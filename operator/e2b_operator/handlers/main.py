@@ -14,18 +14,28 @@ from typing import Any
 
 import kopf
 
+from .. import metrics
 from ..api import DEPLOYMENTS_PLURAL, EXECUTIONS_PLURAL, GROUP, TEMPLATES_PLURAL, VERSION
 from ..sandboxes.backend import SandboxBackend
+from ..sandboxes.connection import Connection
+from ..sandboxes.pacer import Pacer
 from ..sandboxes.templates import TemplateBuilds
-from . import deployments, executions, orphans, templates
+from . import deployments, executions, leader, orphans, templates
+from .accounts import Account, Accounts
 from .context import Services, TemplateEntry, template_entry
+from .credentials import CredentialStore
 from .kube import Kube
 from .lister import SandboxLister
 from .logs import quiet_routine_events
-from .settings import Settings, connection_from_env
+from .settings import Settings, connection_from_env, default_key_secret
 
 TEMPLATES = (GROUP, VERSION, TEMPLATES_PLURAL)
 DEPLOYMENTS = (GROUP, VERSION, DEPLOYMENTS_PLURAL)
+STOP_SECONDS = 2.0
+"""A deployment loop still in a pass this long after it was told to stop (the operator
+stopping, the object deleted) is cancelled: what it left half-done is picked up by the next
+pass or operator, as after a kill (10 s before: most of `make dev`'s stop). A template's
+keeps 10 s: cutting a build's start short would start the build again."""
 
 
 @kopf.on.startup()
@@ -42,34 +52,65 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     quiet_routine_events()
     kube = await Kube.connect()
-    connection = await connection_from_env(kube)
     settings_ = Settings.from_env()
+    try:  # a standby serves /metrics too (e2b_operator_leader 0)
+        memo.metrics_server = metrics.serve(settings_.metrics_port, settings_.metrics_address)
+    except OSError as exc:
+        raise kopf.PermanentError(
+            f"cannot serve metrics on {settings_.metrics_address}:{settings_.metrics_port} "
+            f"({exc}); set E2B_OPERATOR_METRICS_PORT to a free port, or 0 for none"
+        ) from exc
+    # With E2B_OPERATOR_LEASE set, a standby waits here: kopf starts no watch until we lead.
+    memo.leader = await leader.elect(kube.api)
+    metrics.LEADER.set(1)
+
+    def account(conn: Connection) -> Account:
+        """An E2B account's backend (its own pacer: E2B's limits are per team), template
+        builds and listing."""
+        pacer = Pacer(settings_.rates, creates_in_flight=settings_.create_batch_max)
+        pacer.on_recovered(lambda: services.backend_recovered())
+        pacer.on_throttled(lambda uid: services.poke_deployment(uid))
+        backend = SandboxBackend(conn, pacer)
+        lister = SandboxLister(
+            backend,
+            period=settings_.list_period_seconds,
+            max_period=settings_.list_max_period_seconds,
+            changed=lambda uid: services.poke_deployment(uid),
+            recovered=lambda: services.wake_all(),
+        )
+        return Account(conn.fingerprint, backend, TemplateBuilds(conn), lister)
+
+    accounts = Accounts(CredentialStore(kube, connection_from_env(), default_key_secret()), account)
+    default = await accounts.start(lambda: services.backend_recovered())
     services = Services(
         kube=kube,
-        backend=SandboxBackend(connection),
-        builds=TemplateBuilds(connection),
+        backend=default.backend,
+        builds=default.builds,
+        lister=default.lister,
         settings=settings_,
-        create_slots=asyncio.Semaphore(settings_.create_batch_max),
-    )
-    services.lister = SandboxLister(
-        services.backend,
-        period=services.settings.list_period_seconds,
-        max_period=services.settings.list_max_period_seconds,
-        changed=services.poke_deployment,
+        accounts=accounts,
+        account_id=default.id,
     )
     memo.services = services
-    memo.tasks = [
-        asyncio.create_task(services.lister.run()),
-        asyncio.create_task(orphans.sweep_forever(services)),
-    ]
+    kube.on_recovered(services.backend_recovered)  # loops that backed off look again now
+    metrics.count_creates(
+        in_flight=lambda: sum(a.backend.pacer.in_flight for a in accounts.all()),
+        waiting=lambda: sum(a.backend.pacer.waiting for a in accounts.all()),
+    )
+    memo.tasks = [asyncio.create_task(orphans.sweep_forever(services))]
 
 
 @kopf.on.cleanup()
 async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
+    await deployments.stop(memo.services)
     for task in memo.tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await asyncio.to_thread(metrics.stop, memo.get("metrics_server"))
+    await memo.services.accounts.close()
+    if memo.leader is not None:  # kopf has stopped every daemon: hand over now
+        await memo.leader.release()
     await memo.services.kube.close()
 
 
@@ -86,9 +127,17 @@ DeploymentIndex = kopf.Index[tuple[str | None, str | None], tuple[str, str]]
 
 @kopf.index(*TEMPLATES)
 async def e2btemplates_by_name(
-    *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    *,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
 ) -> dict[tuple[str | None, str], TemplateEntry]:
-    return {(namespace, name): template_entry(name, spec, status)}
+    deleting = meta.get("deletionTimestamp") is not None
+    return {(namespace, name): template_entry(name, spec, status, uid, deleting=deleting)}
 
 
 @kopf.on.event(*TEMPLATES)
@@ -112,7 +161,8 @@ async def template_event(
 async def template_daemon(
     *, body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    await templates.run(memo.services, body, stopped, logger)
+    with metrics.loop("E2BTemplate"):
+        await templates.run(memo.services, body, stopped, logger)
 
 
 @kopf.on.delete(*TEMPLATES)
@@ -120,18 +170,18 @@ async def template_delete(
     *,
     body: kopf.Body,
     memo: kopf.Memo,
+    retry: int,
     e2bdeployments_by_template: DeploymentIndex | None = None,
-    logger: kopf.Logger,
     **_: Any,
 ) -> None:
     assert e2bdeployments_by_template is not None
-    users = [
-        n
-        for n, _ in e2bdeployments_by_template.get(
-            (body.metadata.namespace, body.metadata.name), []
-        )
-    ]
-    await templates.delete(memo.services, body, users, logger)
+    index = e2bdeployments_by_template
+    key = (body.metadata.namespace, body.metadata.name)
+
+    def users() -> list[str]:
+        return [name for name, _ in index.get(key, [])]
+
+    await templates.delete(memo.services, body, users, retry)
     memo.services.template_wakers.pop(body.metadata.uid, None)
 
 
@@ -152,7 +202,7 @@ async def deployment_event(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
         state.waker.poke()
 
 
-@kopf.daemon(*DEPLOYMENTS, cancellation_backoff=10, cancellation_timeout=30)
+@kopf.daemon(*DEPLOYMENTS, cancellation_backoff=STOP_SECONDS, cancellation_timeout=30)
 async def deployment_daemon(
     *,
     body: kopf.Body,
@@ -163,7 +213,8 @@ async def deployment_daemon(
 ) -> None:
     assert e2btemplates_by_name is not None
     memo.services.templates = e2btemplates_by_name
-    await deployments.run(memo.services, body, stopped)
+    with metrics.loop("E2BDeployment"):
+        await deployments.run(memo.services, body, stopped)
 
 
 @kopf.on.delete(*DEPLOYMENTS)
@@ -188,4 +239,5 @@ async def execution_daemon(
 ) -> None:
     assert e2btemplates_by_name is not None
     memo.services.templates = e2btemplates_by_name
-    await executions.run(memo.services, body, stopped, logger)
+    with metrics.loop("E2BExecution"):
+        await executions.run(memo.services, body, stopped, logger)

@@ -32,9 +32,12 @@ class StatusWriter:
     writes: int = 0
 
     def known(self, body: kopf.Body) -> dict[str, Any]:
-        """The freshest status: our last write (the watch may not have delivered it yet),
-        else the object's."""
-        return self.last or plain(body.get("status") or {})
+        """The freshest status: our last write while the watch has not delivered it, else
+        the object's (then the copy is dropped: a status per object is kept once, by kopf)."""
+        current = plain(body.get("status") or {})
+        if self.last and _same(current, self.last):
+            self.last = {}
+        return self.last or current
 
     async def write(self, body: kopf.Body, status: K8sModel) -> bool:
         new = status.wire()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from .. import metrics
 from ..api import TEMPLATES_PLURAL, E2BTemplateSpec, E2BTemplateStatus
 from ..reconcile.backoff import backoff, reported
 from ..reconcile.capabilities import unhonoured
@@ -19,18 +23,26 @@ from ..reconcile.recipe import RecipeError, recipe, spec_hash
 from ..reconcile.template import TemplateObservation, decide_template
 from ..sandboxes.errors import BackendError
 from .context import Services, namespace_of
+from .credentials import CredentialError
+from .kube import KubeRetry
 from .status import StatusWriter
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 IDLE_SECONDS = 3600.0
+KIND = "E2BTemplate"
+IN_USE_POLL_SECONDS = 0.5
+IN_USE_WAIT_SECONDS = 60.0
+"""A deletion waiting for a template's users re-enters kopf this often (quietly)."""
+IN_USE = "still in use by"
 
 
 @dataclass
 class TemplateLoop:
     writer: StatusWriter
     failures: int = 0
+    kube_retry: KubeRetry = field(default_factory=KubeRetry)
 
 
 def e2b_name(namespace: str, name: str) -> str:
@@ -46,7 +58,12 @@ async def run(services: Services, body: kopf.Body, stopped: Any, logger: Any) ->
         StatusWriter(services.kube, TEMPLATES_PLURAL, namespace_of(body), meta.name)
     )
     while not stopped:
-        delay = await reconcile(services, body, loop)
+
+        async def one_pass() -> float:
+            with metrics.reconcile_pass(KIND):
+                return await reconcile(services, body, loop)
+
+        delay = await loop.kube_retry.run(one_pass, f"{meta.namespace}/{meta.name}")
         await waker.sleep(delay, stopped)
 
 
@@ -71,13 +88,21 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
         obs = TemplateObservation(obs.generation, "", previous, None, now, spec_error=str(exc))
         await loop.writer.write(body, decide_template(obs).status)
         return IDLE_SECONDS
+    try:
+        services = await services.for_object(namespace_of(body), body.spec)
+    except CredentialError as exc:
+        return await _unusable(services, body, loop, obs, exc)
     problem: Problem | None = None
     build: BuildProgress | None = None
-    if previous.build_id and previous.template_id and previous.spec_hash == obs.spec_hash:
+    template_id, build_id = previous.template_id, previous.build_id
+    if build_id and template_id and previous.spec_hash == obs.spec_hash:
         try:
-            build = await services.builds.poll(previous.template_id, previous.build_id, name)
+            previous = await _in_account(services, previous)
+            if previous.spec_hash == obs.spec_hash:
+                build = await services.builds.poll(template_id, build_id, name)
         except BackendError as exc:
             log.warning("[%s/%s] %s: %s", meta.namespace, meta.name, exc.reason, exc.message)
+            metrics.reconcile_error(KIND, exc.reason)
             if not reported(loop.failures, exc.transient):
                 loop.failures += 1
                 return backoff(loop.failures, services.settings.error_backoff_max_seconds)
@@ -91,6 +116,7 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
         try:
             started = await services.builds.start(name, build_recipe)
         except BackendError as exc:
+            metrics.reconcile_error(KIND, exc.reason)
             problem = Problem(exc.reason, exc.message, stalled=not exc.transient)
             obs = TemplateObservation(
                 obs.generation, obs.spec_hash, previous, None, now, problem, ignored=ignored
@@ -103,16 +129,47 @@ async def reconcile(services: Services, body: kopf.Body, loop: TemplateLoop) -> 
                     "build_id": started.build_id,
                     "template_id": started.template_id,
                     "built_at": None,
+                    "credentials_hash": services.account_id or None,
                 }
             )
             kopf.info(body, reason="BuildStarted", message=f"E2B build {started.build_id} started")
     if await loop.writer.write(body, status):
         _announce(body, previous, status)
+        metrics.template_build(previous, status, now)
     if problem is not None:
         loop.failures += 1
         return backoff(loop.failures, services.settings.error_backoff_max_seconds)
     loop.failures = 0
     return POLL_SECONDS if status.phase == "Building" else IDLE_SECONDS
+
+
+async def _in_account(services: Services, previous: E2BTemplateStatus) -> E2BTemplateStatus:
+    """The status with its build checked against the E2B account in use: recorded when
+    these credentials reach the template (a rotated key of the same team), cleared for a
+    rebuild when they do not (a key of another team)."""
+    account = services.account_id
+    if not account or previous.credentials_hash == account or not previous.template_id:
+        return previous
+    if await services.builds.visible(previous.template_id):
+        return previous.model_copy(update={"credentials_hash": account})
+    log.info("template %s is not in E2B account %s: rebuilding", previous.template_id, account)
+    return previous.model_copy(update={"spec_hash": None, "credentials_hash": account})
+
+
+async def _unusable(
+    services: Services,
+    body: kopf.Body,
+    loop: TemplateLoop,
+    obs: TemplateObservation,
+    exc: CredentialError,
+) -> float:
+    """The template's credentials cannot be used: say so (Stalled) unless it is a passing
+    apiserver failure, and look again after a backoff."""
+    loop.failures += 1
+    if not exc.transient:
+        problem = Problem(exc.reason, exc.message, stalled=True)
+        await loop.writer.write(body, decide_template(replace(obs, problem=problem)).status)
+    return backoff(loop.failures, services.settings.error_backoff_max_seconds)
 
 
 def _announce(body: kopf.Body, previous: E2BTemplateStatus, status: E2BTemplateStatus) -> None:
@@ -131,24 +188,42 @@ def _condition_message(status: E2BTemplateStatus, type_: str) -> str | None:
     return next((c.message for c in status.conditions if c.type == type_), None)
 
 
-async def delete(services: Services, body: kopf.Body, users: list[str], logger: Any) -> None:
-    """Refuse (and retry) while deployments use the template; then delete it from E2B."""
+async def delete(
+    services: Services, body: kopf.Body, users: Callable[[], list[str]], retry: int
+) -> None:
+    """Wait while deployments use the template (said once: a status message and an event,
+    then quietly; the index is live, so their going away ends the wait); then delete it
+    from E2B."""
     meta = body.metadata
-    if users:
-        message = (
-            f"in use by E2BDeployment(s) {', '.join(sorted(users))}; delete them or change "
-            "their templateRef, and the template will then be deleted"
-        )
-        kopf.warn(body, reason="InUse", message=message)
-        await services.kube.patch_status(
-            TEMPLATES_PLURAL,
-            namespace_of(body),
-            meta.name,
-            {"phase": "Deleting", "message": message},
-        )
-        raise kopf.TemporaryError(message, delay=5)
+    if users():
+        if retry == 0:
+            message = (
+                f"in use by E2BDeployment(s) {', '.join(sorted(users()))}; delete them or "
+                "change their templateRef, and the template will then be deleted"
+            )
+            kopf.warn(body, reason="InUse", message=message)
+            await services.kube.patch_status(
+                TEMPLATES_PLURAL,
+                namespace_of(body),
+                meta.name,
+                {"phase": "Deleting", "message": message},
+            )
+        deadline = time.monotonic() + IN_USE_WAIT_SECONDS
+        while users() and time.monotonic() < deadline:
+            await asyncio.sleep(IN_USE_POLL_SECONDS)
+        if users():
+            # Logged by kopf at DEBUG (handlers/logs.py): the wait was announced once.
+            raise kopf.TemporaryError(f"{IN_USE} {', '.join(sorted(users()))}", delay=1)
     template_id = (body.get("status") or {}).get("templateID")
     if template_id:
+        try:
+            services = await services.for_object(namespace_of(body), body.spec, remembered=True)
+        except CredentialError as exc:
+            if exc.transient:
+                raise kopf.TemporaryError(exc.message, delay=5) from exc
+            message = f"{exc.message}. E2B template {template_id} was left in E2B"
+            kopf.warn(body, reason=exc.reason, message=message)
+            return
         try:
             await services.builds.delete(template_id)
         except BackendError as exc:

@@ -12,21 +12,25 @@ class Waker:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._stopped: Any = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def poke(self) -> None:
         self._event.set()
 
     async def sleep(self, timeout: float, stopped: Any) -> None:
-        """Return after ``timeout`` seconds, on a poke, or when kopf stops the daemon."""
-        waits = {
-            asyncio.ensure_future(self._event.wait()),
-            asyncio.ensure_future(stopped.wait()),
-        }
-        try:
-            await asyncio.wait(waits, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Return after ``timeout`` seconds, on a poke, or when kopf stops the daemon
+        (``stopped``, a kopf.DaemonStopped). A sleep makes no task: one per daemon pokes the
+        waker when it is stopped (a thousand sleeping loops held two tasks each)."""
+        if stopped is not self._stopped:
+            self._stopped = stopped
+            self._watcher = asyncio.ensure_future(self._poke_when(stopped))
+        if not stopped:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0)):
+                    await self._event.wait()
         self._event.clear()
+
+    async def _poke_when(self, stopped: Any) -> None:
+        await stopped.wait()
+        self.poke()

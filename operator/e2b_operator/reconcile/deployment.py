@@ -20,11 +20,23 @@ from ..api import E2BDeploymentSpec, E2BDeploymentStatus, SandboxStatus, ready_t
 from .backoff import backoff, reported
 from .conditions import Want, merge
 from .health import STARTUP_FIRST_DELAY, Health
-from .observed import ObservedSandbox, Problem
+from .observed import ObservedSandbox, Problem, Throttle
+from .restarts import (
+    FAILURE_REASONS,
+    RESET_SECONDS,
+    VANISHED,
+    Restarts,
+    from_status,
+    restarted,
+)
 
 KEEPALIVE_FRACTION = 0.5
 """Refresh a sandbox's timeout once less than this share of it is left."""
 PAUSED_RECHECK_SECONDS = 300.0
+THROTTLE_REPORTED_AFTER = 1.0
+"""Creates waiting on E2B's limits this long show in status (a momentary wait does not)."""
+CAPACITY_DEGRADED_AFTER = 30.0
+"""Creates held by E2B's sandbox cap this long make the deployment Degraded."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,10 @@ class Memory:
     """Failed creates in a row."""
     retry_creates_at: datetime | None = None
     """No new creates before this (backoff after a failed create)."""
+    refreshed: dict[str, datetime] = field(default_factory=dict)
+    """Per sandbox: when its timeout was last refreshed (the listing may not show it yet)."""
+    restarts: dict[int, Restarts] | None = None
+    """Per slot: sandboxes replaced for failures in a row (None: read them from status)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,10 @@ class TemplateView:
     template_id: str | None = None
     spec_hash: str | None = None
     message: str = ""
+    deleting: bool = False
+    """Marked for deletion: it waits for its deployments to stop using it."""
+    credentials_hash: str | None = None
+    """The E2B account (connection fingerprint) the build is known to be usable with."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ class Observation:
     backend_error: Problem | None = None
     """E2B could not be listed; `sandboxes` are then the ones the last status showed."""
     creating: frozenset[int] = frozenset()
+    throttle: Throttle | None = None
+    """Why the creates in flight wait on E2B's limits (rate or sandbox cap), if they do."""
     create_budget: int = 32
     backoff_cap: float = 60.0
 
@@ -122,22 +144,29 @@ class Plan:
 def decide(obs: Observation, memory: Memory | None = None) -> Plan:
     """The one decision function for an E2BDeployment."""
     memory = memory or Memory()
+    obs = _with_refreshes(obs, memory)
     err = obs.backend_error
     if err is not None and not err.stalled and not reported(memory.failures, transient=True):
         failures = memory.failures + 1
         quiet = replace(memory, failures=failures, replicas=obs.spec.replicas)
         return Plan(write=False, memory=quiet, wait=backoff(failures, obs.backoff_cap))
     plan = _actions(obs)
-    plan.status, progress = _status(obs, memory, plan)
-    plan.events = _events(obs, memory, plan.status)
     problem = obs.problem or err
+    restarts = _restarts(obs, memory, plan, acting=problem is None)
+    held = {i for i, r in restarts.items() if r.waiting(obs.now)}
+    plan.create = [i for i in plan.create if i not in held]
+    plan.status, progress = _status(obs, memory, plan, restarts)
+    plan.events = _events(obs, memory, plan.status)
     failures = memory.failures + 1 if problem is not None else 0
+    listed = {s.sandbox_id for s in obs.sandboxes}
     plan.memory = replace(
         memory,
         replicas=obs.spec.replicas,
         progress_key=progress[0],
         progress_at=progress[1],
         failures=failures,
+        refreshed={sid: at for sid, at in memory.refreshed.items() if sid in listed},
+        restarts=restarts,
     )
     if problem is not None:
         plan.create, plan.delete, plan.pause, plan.resume, plan.keepalive = [], [], [], [], []
@@ -146,8 +175,73 @@ def decide(obs: Observation, memory: Memory | None = None) -> Plan:
         retry_in = _creates_held(obs, memory)
         room = 0 if retry_in else (memory.ramp or obs.create_budget) - len(obs.creating)
         plan.create = plan.create[: max(room, 0)]
-        plan.wait = 0.0 if plan.acts else min(_next_due(obs), retry_in or math.inf)
+        waits = [r.waiting(obs.now) for i, r in restarts.items() if i in held]
+        plan.wait = 0.0 if plan.acts else min(_next_due(obs), retry_in or math.inf, *waits)
     return plan
+
+
+def _restarts(obs: Observation, memory: Memory, plan: Plan, *, acting: bool) -> dict[int, Restarts]:
+    """Each wanted slot's failures in a row, after this pass: one more for each sandbox it
+    retires for a failure; none once its sandbox has been healthy for RESET_SECONDS."""
+    known = from_status(obs.previous) if memory.restarts is None else memory.restarts
+    records = {i: r for i, r in known.items() if i in obs.wanted_hashes}
+    for s in obs.sandboxes:
+        if s.index in records and _settled(s, obs):
+            del records[s.index]
+    for index, sandbox_id in _vanished(obs).items() if acting else []:
+        records[index] = restarted(
+            records.get(index),
+            sandbox_id=sandbox_id,
+            reason=VANISHED,
+            message=f"sandbox {sandbox_id} disappeared without the operator killing it "
+            "(killed outside the operator, expired, or died after its create)",
+            now=obs.now,
+        )
+    for s, why in plan.delete if acting else []:
+        if why in FAILURE_REASONS and s.index in obs.wanted_hashes:
+            health = obs.health.get(s.sandbox_id, Health())
+            records[s.index] = restarted(
+                records.get(s.index),
+                sandbox_id=s.sandbox_id,
+                reason=why,
+                message=_failure(why, health, obs.spec),
+                now=obs.now,
+                exit_code=health.main_exit if why == "MainScriptExited" else None,
+            )
+    return records
+
+
+def _vanished(obs: Observation) -> dict[int, str]:
+    """Per wanted slot, a sandbox the last status showed that is gone now though the operator
+    did not retire it (its entry would say Terminating): one per slot, however many went."""
+    present = {s.sandbox_id for s in obs.sandboxes}
+    gone: dict[int, str] = {}
+    for e in obs.previous.sandboxes if obs.previous else []:
+        ours = e.phase == "Terminating"
+        if not ours and e.sandbox_id not in present and e.index in obs.wanted_hashes:
+            gone.setdefault(e.index, e.sandbox_id)
+    return gone
+
+
+def _settled(s: ObservedSandbox, obs: Observation) -> bool:
+    """Current, ready, and healthy for RESET_SECONDS: its slot's failures are history."""
+    if not (_current(s, obs) and _ready(s, obs)):
+        return False
+    health = obs.health.get(s.sandbox_id)
+    since = health.since if health and health.since else s.started_at
+    return since is not None and (obs.now - since).total_seconds() >= RESET_SECONDS
+
+
+def _failure(why: str, health: Health, spec: E2BDeploymentSpec) -> str:
+    """What made a sandbox fail, for its slot's record."""
+    if why == "MainScriptExited":
+        return (
+            f"main script exited with code {health.main_exit} (restartPolicy {spec.restart_policy})"
+        )
+    if why == "StartupTimeout":
+        timeout = spec.health_check.startup_timeout_seconds
+        return f"no health check passed in {timeout}s: {health.message}".rstrip(": ")
+    return health.message
 
 
 def _creates_held(obs: Observation, memory: Memory) -> float:
@@ -170,6 +264,33 @@ def after_create(memory: Memory, *, failed: bool, budget: int, now: datetime, ca
         )
     ramp = None if memory.ramp is None or memory.ramp * 2 >= budget else memory.ramp * 2
     return replace(memory, ramp=ramp, create_failures=0, retry_creates_at=None)
+
+
+def recovered(memory: Memory) -> Memory:
+    """E2B answers again after an outage: no backoff left to sit out (creates still start
+    one at a time and double)."""
+    return replace(memory, failures=0, create_failures=0, retry_creates_at=None)
+
+
+def after_keepalive(memory: Memory, sandbox_ids: list[str], now: datetime) -> Memory:
+    """Timeouts refreshed: until a listing shows their new end, count from ``now``."""
+    return replace(memory, refreshed={**memory.refreshed, **dict.fromkeys(sandbox_ids, now)})
+
+
+def _with_refreshes(obs: Observation, memory: Memory) -> Observation:
+    """The observation with each sandbox's end at least its last refresh plus the timeout,
+    so a listing taken before a refresh does not ask for it again."""
+    if not memory.refreshed:
+        return obs
+    timeout = timedelta(seconds=obs.spec.timeout_seconds)
+
+    def refreshed(s: ObservedSandbox) -> ObservedSandbox:
+        at = memory.refreshed.get(s.sandbox_id)
+        if at is None or s.end_at is None or s.end_at >= at + timeout:
+            return s
+        return replace(s, end_at=at + timeout)
+
+    return replace(obs, sandboxes=tuple(refreshed(s) for s in obs.sandboxes))
 
 
 def after_failure(memory: Memory, cap: float) -> tuple[Memory, float]:
@@ -208,6 +329,12 @@ def _next_due(obs: Observation) -> float:
         if s.end_at:
             left = (s.end_at - obs.now).total_seconds()
             waits.append(left - spec.timeout_seconds * KEEPALIVE_FRACTION)
+    if obs.throttle is not None:
+        # Look again when the wait shows in status, and when the cap makes it Degraded.
+        for threshold in (THROTTLE_REPORTED_AFTER, CAPACITY_DEGRADED_AFTER):
+            if obs.throttle.waited_seconds < threshold:
+                waits.append(threshold - obs.throttle.waited_seconds)
+                break
     return max(min(waits), STARTUP_FIRST_DELAY)
 
 
@@ -252,6 +379,8 @@ def _roll(obs: Observation, live: list[ObservedSandbox], plan: Plan) -> None:
         for s in members:
             if obs.health.get(s.sandbox_id, Health()).failing(threshold):
                 retire(s, "Unhealthy")
+            elif _main_failed(s, obs):
+                retire(s, "MainScriptExited")
             elif _startup_timed_out(s, obs):
                 retire(s, "StartupTimeout")
     # Duplicates of a current sandbox in one slot (a lost response, an adoption): keep one.
@@ -324,8 +453,15 @@ def _current(s: ObservedSandbox, obs: Observation) -> bool:
     return s.template_hash == obs.wanted_hashes.get(s.index)
 
 
+def _main_failed(s: ObservedSandbox, obs: Observation) -> bool:
+    """Its main script exited, and restartPolicy says that is a failure."""
+    code = obs.health.get(s.sandbox_id, Health()).main_exit
+    policy = obs.spec.restart_policy
+    return code is not None and (policy == "Always" or (policy == "OnFailure" and code != 0))
+
+
 def _ready(s: ObservedSandbox, obs: Observation) -> bool:
-    if s.state != "running":
+    if s.state != "running" or _main_failed(s, obs):
         return False
     health = obs.health.get(s.sandbox_id)
     if health is None:
@@ -351,7 +487,7 @@ def _expiring(s: ObservedSandbox, obs: Observation) -> bool:
 
 
 def _status(
-    obs: Observation, memory: Memory, plan: Plan
+    obs: Observation, memory: Memory, plan: Plan, restarts: dict[int, Restarts]
 ) -> tuple[E2BDeploymentStatus, tuple[tuple[int, int, int], datetime]]:
     """The status, and the progress mark: (generation, ready, updated ready) and since when
     (a change in any of them is progress; replacing sandboxes that never become ready is not)."""
@@ -366,7 +502,8 @@ def _status(
     previous = obs.previous or E2BDeploymentStatus()
     key = (obs.generation, len(ready), len(updated_ready))
     since = memory.progress_at if key == memory.progress_key and memory.progress_at else obs.now
-    wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, plan, since)
+    waiting = {i: r for i, r in restarts.items() if r.waiting(obs.now)}
+    wants = _conditions(obs, len(kept), len(updated_ready), unhealthy, waiting, plan, since)
     phase = _phase(obs, wants)
     entries = [_entry(s, obs, plan, gone) for s in sorted(live, key=_order)]
     status = E2BDeploymentStatus(
@@ -382,6 +519,7 @@ def _status(
         template_id=(obs.template.template_id if obs.template else None) or previous.template_id,
         conditions=merge(previous.conditions, wants, generation=obs.generation, now=obs.now),
         sandboxes=entries,
+        instances=[restarts[i].status(i, obs.now) for i in sorted(restarts)],
     )
     return status, (key, since)
 
@@ -391,6 +529,7 @@ def _conditions(
     existing: int,
     updated_ready: int,
     unhealthy: list[ObservedSandbox],
+    waiting: dict[int, Restarts],
     plan: Plan,
     progress_since: datetime,
 ) -> list[Want]:
@@ -411,20 +550,26 @@ def _conditions(
         )
     stalled = problem is not None and problem.stalled
     if spec.paused:
-        paused_all = not plan.pause
-        ready = Want("Ready", False, "Paused", f"{desired} sandbox(es) paused; set paused: false")
-        reconciling = Want(
-            "Reconciling",
-            not paused_all,
-            "Pausing" if not paused_all else "Paused",
-            f"pausing {len(plan.pause)} sandbox(es)" if not paused_all else "paused",
-        )
+        # Every sandbox paused is the state asked for: Ready=True (reason Paused), so kstatus
+        # (Flux `wait: true`) reads it as Current; Argo CD's check shows Suspended.
+        if plan.pause:
+            pausing = f"pausing {len(plan.pause)} sandbox(es)"
+            ready = Want("Ready", False, "Pausing", pausing)
+            reconciling = Want("Reconciling", True, "Pausing", pausing)
+        else:
+            paused = f"{existing} sandbox(es) paused; set paused: false"
+            ready = Want("Ready", True, "Paused", paused)
+            reconciling = Want("Reconciling", False, "Paused", "paused")
     elif problem is not None:
         ready = Want("Ready", False, problem.reason, problem.message)
         reconciling = Want("Reconciling", not stalled, problem.reason, problem.message)
     elif converged:
         ready = Want("Ready", True, "SandboxesReady", f"{updated_ready}/{desired} sandboxes ready")
         reconciling = Want("Reconciling", False, "Converged", "")
+    elif (throttle := _reported_throttle(obs)) is not None:
+        detail = f"{_progress(obs, existing, updated_ready, plan)}; {throttle.message}"
+        ready = Want("Ready", False, throttle.reason, detail)
+        reconciling = Want("Reconciling", True, throttle.reason, detail)
     else:
         detail = _progress(obs, existing, updated_ready, plan)
         ready = Want("Ready", False, "RolloutInProgress", detail)
@@ -444,11 +589,41 @@ def _conditions(
             f"health check failing in {ids}; replaced after "
             f"{spec.health_check.failure_threshold} failures",
         )
-    elif problem is not None and not stalled:
+    elif waiting:
+        degraded = Want("Degraded", True, "InstanceBackOff", _backoff_text(waiting))
+    elif obs.template is not None and obs.template.deleting:
+        degraded = Want(
+            "Degraded",
+            True,
+            "TemplateDeleting",
+            f"E2BTemplate {obs.template.name!r} is being deleted and waits for this deployment; "
+            "its sandboxes keep running: delete this deployment or change spec.templateRef",
+        )
+    elif problem is not None and not stalled and problem.fault:
         degraded = Want("Degraded", True, problem.reason, problem.message)
+    elif (full := _capacity_exhausted(obs)) is not None:
+        degraded = Want(
+            "Degraded",
+            True,
+            full.reason,
+            f"{_progress(obs, existing, updated_ready, plan)}; {full.message}",
+        )
     else:
         degraded = Want("Degraded", False, "Healthy", "")
     return [ready, reconciling, stalled_want, degraded]
+
+
+def _reported_throttle(obs: Observation) -> Throttle | None:
+    t = obs.throttle
+    return t if t is not None and t.waited_seconds >= THROTTLE_REPORTED_AFTER else None
+
+
+def _capacity_exhausted(obs: Observation) -> Throttle | None:
+    """The sandbox cap has held this deployment's creates for long: not a momentary wait."""
+    t = obs.throttle
+    if t is None or t.reason != "CapacityExhausted":
+        return None
+    return t if t.waited_seconds >= CAPACITY_DEGRADED_AFTER else None
 
 
 def _template_problem(obs: Observation) -> Problem | None:
@@ -468,8 +643,20 @@ def _template_problem(obs: Observation) -> Problem | None:
             stalled=True,
         )
     if not tpl.ready:
-        return Problem("TemplateNotReady", f"waiting for E2BTemplate {ref!r} to build", False)
+        return Problem(
+            "TemplateNotReady", f"waiting for E2BTemplate {ref!r} to build", False, fault=False
+        )
     return None
+
+
+def _backoff_text(waiting: dict[int, Restarts]) -> str:
+    """Stable while the wait lasts (a countdown would rewrite status at every pass)."""
+    parts = [
+        f"instance {i} re-created at {r.next_at:%H:%M:%S}Z after {r.count} failures in a row "
+        f"(last: {r.reason}: {r.message})"
+        for i, r in sorted(waiting.items())[:10]
+    ]
+    return "; ".join(parts) + "; see status.instances"
 
 
 def _progress(obs: Observation, existing: int, updated_ready: int, plan: Plan) -> str:
@@ -526,5 +713,13 @@ def _entry(s: ObservedSandbox, obs: Observation, plan: Plan, gone: set[str]) -> 
         started_at=s.started_at,
         last_health_transition_time=health.since,
         consecutive_failures=health.failures,
-        message=health.message[:1024] or None,
+        message=_sandbox_message(health),
+        main_exit_code=health.main_exit,
     )
+
+
+def _sandbox_message(health: Health) -> str | None:
+    exited = (
+        f"main script exited with code {health.main_exit}" if health.main_exit is not None else ""
+    )
+    return "; ".join(m for m in (health.message, exited) if m)[:1024] or None

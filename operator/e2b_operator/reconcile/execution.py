@@ -13,7 +13,7 @@ from typing import Any
 
 from ..api import E2BExecutionSpec, E2BExecutionStatus, Hooks
 from ..api.execution import RESULT_MAX_BYTES, TAIL_CHARS
-from ..api.layout import main_shell
+from ..api.layout import MAIN_LOG, main_shell
 from .conditions import Want, merge
 from .deployment import TemplateView
 from .observed import CommandOutcome
@@ -22,6 +22,8 @@ KILL_GRACE_SECONDS = 5
 """After timeoutSeconds the script gets SIGTERM, and SIGKILL this much later."""
 TIMEOUT_EXIT_CODES = (124, 137)
 """Exit codes of coreutils timeout: the command timed out (TERM) or was killed (KILL)."""
+MAIN_LOG_PHASES = ("Starting", "Running", "Unhealthy")
+"""Phases of a deployment's sandbox whose main log can be read (any live one)."""
 PENDING_LIMIT_SECONDS = 600
 """An execution waiting for a ready sandbox or a template build fails after this long."""
 
@@ -50,11 +52,22 @@ def target_text(spec: E2BExecutionSpec) -> str:
     return f"template/{spec.template_ref.name}"
 
 
+def accepted_phases(spec: E2BExecutionSpec) -> tuple[str, ...]:
+    """Sandbox phases besides ready an execution may run in: a hook run checks a sandbox that
+    failed its checks too; reading the main log works in any live sandbox."""
+    if spec.main_log is not None:
+        return MAIN_LOG_PHASES
+    return ("Running", "Unhealthy") if spec.hook else ()
+
+
 def pick_in_deployment(
-    deployment: dict[str, Any] | None, name: str, pinned: str | None, unhealthy_ok: bool = False
+    deployment: dict[str, Any] | None,
+    name: str,
+    pinned: str | None,
+    accept: tuple[str, ...] = (),
 ) -> Pick:
-    """A ready sandbox of the deployment (the pinned one, if any); with unhealthy_ok (a
-    health check hook run) a running sandbox that failed its checks will do too."""
+    """A ready sandbox of the deployment (the pinned one, if any), or one in a phase of
+    accept (see accepted_phases)."""
     if deployment is None:
         return Pick(
             reason="DeploymentNotFound", message=f"E2BDeployment {name!r} not found", final=True
@@ -65,7 +78,7 @@ def pick_in_deployment(
         s
         for s in sorted(entries, key=lambda s: s.get("index", 0))
         if (s.get("phase") == "Running" and s.get("healthy") is not False)
-        or (unhealthy_ok and s.get("phase") in ("Running", "Unhealthy"))
+        or s.get("phase") in accept
     ]
     if pinned:
         if not any(s.get("sandboxID") == pinned for s in entries):
@@ -106,13 +119,26 @@ def pick_template(view: TemplateView | None, name: str) -> Pick:
 
 
 def command(runtime: str, spec: E2BExecutionSpec, hooks: Hooks | None = None) -> str:
-    """The main script with the input as argv[1] (or the hook spec.hook names; `true` when
-    the template has none), killed after timeoutSeconds."""
+    """The main script with the input as argv[1] (or the hook spec.hook names, `true` when
+    the template has none; or tail of the main log), killed after timeoutSeconds."""
+    if spec.main_log is not None:
+        return main_log_command(spec)
     limit = f"timeout --kill-after={KILL_GRACE_SECONDS} {spec.timeout_seconds} "
     if spec.hook:
         hook = (hooks.health_check if hooks else None) or "true"
         return limit + shlex.join(["bash", "-c", hook])
     return limit + main_shell(runtime, json.dumps(spec.input))
+
+
+def main_log_command(spec: E2BExecutionSpec) -> str:
+    """tail of /app/main.log as the command's own process (exec), so killing it ends it. A
+    follow (-F: waits for the file, survives truncation) ends with a sleep of
+    timeoutSeconds (--pid), not under `timeout`, whose kill would orphan tail."""
+    assert spec.main_log is not None
+    tail_ = f"exec tail -n +{spec.main_log.from_line}"
+    if not spec.main_log.follow:
+        return f"{tail_} {MAIN_LOG}"
+    return f"sleep {spec.timeout_seconds} & {tail_} -F --pid=$! {MAIN_LOG}"
 
 
 def command_timeout(spec: E2BExecutionSpec) -> float:
@@ -193,8 +219,8 @@ def outcome_status(
     **extra: Any,
 ) -> E2BExecutionStatus:
     """The final status from the command's outcome (`extra`: more status fields)."""
-    ok_json, value = parse_output(outcome.stdout)
-    what = f"{spec.hook} hook" if spec.hook else "main script"
+    ok_json, value = (False, None) if spec.main_log else parse_output(outcome.stdout)
+    what = f"{spec.hook} hook" if spec.hook else "main log" if spec.main_log else "main script"
     if outcome.exit_code in TIMEOUT_EXIT_CODES:
         phase, reason = "Failed", "Timeout"
         message = f"{what} did not finish in {spec.timeout_seconds}s and was killed"
@@ -204,6 +230,8 @@ def outcome_status(
         message = f"{what} exited {outcome.exit_code}: {last}"[:1024]
     elif spec.hook:
         phase, reason, message = "Succeeded", "Completed", f"{what} passed"
+    elif spec.main_log:
+        phase, reason, message = "Succeeded", "Completed", f"printed the {what}"
     elif not ok_json:
         phase, reason = "Failed", "InvalidOutput"
         message = "main script exited 0 but its stdout is not JSON"

@@ -1,15 +1,17 @@
-"""Creates and deletes in flight, so a stale listing never over-creates or resurrects.
+"""Creates, deletes, pauses and resumes in flight, so a stale listing never over-creates,
+resurrects, or reports a paused sandbox as running (or the reverse).
 
 A sandbox the operator created counts as present until a listing shows it, a listing that
 started after its create returned does not (it is gone: killed or crashed in between), or a
-TTL passes; one it killed counts as gone until a listing stops showing it.
+TTL passes; one it killed counts as gone until a listing stops showing it; one it paused or
+resumed has that state until a listing started after the call, or the TTL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .observed import ObservedSandbox
+from .observed import ObservedSandbox, SandboxState
 
 TTL_SECONDS = 60.0
 
@@ -18,6 +20,7 @@ TTL_SECONDS = 60.0
 class Expectations:
     created: dict[str, tuple[ObservedSandbox, float]] = field(default_factory=dict)
     deleted: dict[str, float] = field(default_factory=dict)
+    states: dict[str, tuple[SandboxState, float]] = field(default_factory=dict)
 
     def expect_created(self, sandbox: ObservedSandbox, now: float) -> None:
         self.created[sandbox.sandbox_id] = (sandbox, now)
@@ -25,6 +28,11 @@ class Expectations:
     def expect_deleted(self, sandbox_id: str, now: float) -> None:
         self.created.pop(sandbox_id, None)
         self.deleted[sandbox_id] = now
+        self.states.pop(sandbox_id, None)
+
+    def expect_state(self, sandbox_id: str, state: SandboxState, now: float) -> None:
+        """A pause ("paused") or resume ("running") returned at ``now``."""
+        self.states[sandbox_id] = (state, now)
 
     def apply(
         self, listed: list[ObservedSandbox], now: float, listed_at: float | None = None
@@ -39,6 +47,13 @@ class Expectations:
         for sid, since in list(self.deleted.items()):
             if sid not in seen or now - since > TTL_SECONDS:
                 del self.deleted[sid]
-        present = [s for s in listed if s.sandbox_id not in self.deleted]
+        for sid, (_, since) in list(self.states.items()):
+            if (listed_at is not None and listed_at > since) or now - since > TTL_SECONDS:
+                del self.states[sid]
+        present = [
+            replace(s, state=self.states[s.sandbox_id][0]) if s.sandbox_id in self.states else s
+            for s in listed
+            if s.sandbox_id not in self.deleted
+        ]
         present += [s for s, _ in self.created.values()]
         return present

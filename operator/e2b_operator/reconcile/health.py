@@ -8,11 +8,18 @@ seconds. A check runs a command in the sandbox (envd), not a call to E2B's contr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from ..api.layout import MAIN_EXIT
+from .masking import shown
+from .observed import CommandOutcome
+
 STARTUP_FIRST_DELAY = 0.25
 STARTUP_PERIOD = 0.5
+DETAIL_LIMIT = 512
+"""Characters of a failed check's output kept in status and the log."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +35,15 @@ class Health:
     """It passed a check once: it has started."""
     checks: int = 0
     """Checks made while starting (for the fast schedule)."""
+    main_exit: int | None = None
+    """The main script's exit code, once a check saw it had exited."""
 
-    def record(self, ok: bool, message: str, now: datetime) -> Health:
-        """The tally after one more check."""
+    def record(self, ok: bool, message: str, now: datetime, main_exit: int | None = None) -> Health:
+        """The tally after one more check (``main_exit``: the main script's, if it exited)."""
         since = self.since if self.healthy is ok else now
         return replace(
             self,
+            main_exit=self.main_exit if main_exit is None else main_exit,
             healthy=ok,
             failures=0 if ok else self.failures + 1,
             since=since,
@@ -61,3 +71,31 @@ class Health:
     def failing(self, threshold: int) -> bool:
         """Started, then failed `threshold` checks in a row: to be replaced."""
         return self.passed and self.failures >= threshold
+
+
+MAIN_EXIT_MARKER = "E2B_MAIN_EXIT="
+
+
+def probe_command(check: str | None) -> str:
+    """What runs at each check: a first line with the main script's exit code if it has
+    exited, then the template's healthCheck hook (none: it passes)."""
+    report = f'if [ -e {MAIN_EXIT} ]; then echo "{MAIN_EXIT_MARKER}$(cat {MAIN_EXIT})"; fi'
+    return f"{report}\n{check or 'true'}"
+
+
+def read_probe(outcome: CommandOutcome) -> tuple[CommandOutcome, int | None]:
+    """The hook's own outcome, and the main script's exit code (None: still running)."""
+    first, _, rest = outcome.stdout.partition("\n")
+    if not first.startswith(MAIN_EXIT_MARKER):
+        return outcome, None
+    code = first.removeprefix(MAIN_EXIT_MARKER).strip()
+    return replace(outcome, stdout=rest), int(code) if code.lstrip("-").isdigit() else None
+
+
+def failure_message(outcome: CommandOutcome, timeout: float, secrets: Iterable[str]) -> str:
+    """Why a check failed, for status and the log: a timeout says so; otherwise the exit code
+    and the end of its output, Secret values masked."""
+    if outcome.timed_out:
+        return f"health check timed out after {timeout:g}s"
+    detail = shown(outcome.stderr or outcome.stdout or outcome.error, secrets, DETAIL_LIMIT)
+    return f"health check exited {outcome.exit_code}: {detail}"

@@ -59,6 +59,8 @@ class CommandOutcome:
     stdout: str = ""
     stderr: str = ""
     error: str = ""
+    timed_out: bool = False
+    """It ran past its timeout (and was abandoned)."""
 
     @property
     def ok(self) -> bool:
@@ -73,3 +75,16 @@ class Problem:
     reason: str
     message: str
     stalled: bool
+    fault: bool = True
+    """False for a wait that is progress (a template still building): Reconciling=True,
+    not Degraded (kstatus reads it as InProgress, Argo CD as Progressing)."""
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Creates of a deployment waiting on E2B's limits: `RateLimited` (the create rate) or
+    `CapacityExhausted` (the concurrent-sandbox cap), for how long, and E2B's word on it."""
+
+    reason: Literal["RateLimited", "CapacityExhausted"]
+    message: str
+    waited_seconds: float

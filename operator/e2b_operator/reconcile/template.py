@@ -86,6 +86,7 @@ def _plan(
         template_id=(build.template_id if build else None) or prev.template_id,
         build_id=None if rejected else (build.build_id if build else None) or prev.build_id,
         spec_hash=obs.spec_hash if rejected else prev.spec_hash,
+        credentials_hash=prev.credentials_hash,
         built_at=obs.now if ready and prev.phase != "Ready" else prev.built_at,
         build_log_tail=[line[:2048] for line in logs],
         message=message,
