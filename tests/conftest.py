@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +12,7 @@ import pytest
 from e2b_operator import localstack
 from e2b_operator.controlplane import binaries, processes
 from e2b_operator.controlplane.cluster import LocalCluster
+from support import fresh_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,10 +38,8 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def namespace(kube: LocalCluster) -> Iterator[str]:
     """A fresh namespace per test; deleted afterwards without waiting."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kube) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +48,7 @@ def e2b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localstack.E2BLoca
     server = localstack.start_e2b_local(tmp_path_factory.mktemp("e2b"))
     yield server
     server.stop()
+    assert server.api_key not in server.log.read_text()  # test_api_auth's key check, whole log
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +69,9 @@ class OperatorProcess:
     ENV: ClassVar[dict[str, str]] = {
         "E2B_OPERATOR_ORPHAN_SWEEP_SECONDS": "3",
         "E2B_OPERATOR_ORPHAN_GRACE_SECONDS": "5",
+        # E2B's Pro limits, the operator's own default: test_limits turns e2b-local's on and
+        # needs no restart of its own; elsewhere e2b-local has none, and 5 creates/s is ample.
+        "E2B_OPERATOR_RATE_PRESET": "pro",
     }
 
     def __init__(self, workdir: Path, kube: LocalCluster, e2b: localstack.E2BLocal) -> None:
@@ -80,8 +82,10 @@ class OperatorProcess:
     def log(self) -> Path:
         return self.workdir / "logs" / "operator.log"
 
-    def start(self) -> None:
-        self.handle = localstack.start_operator(self.workdir, self.kube, self.e2b, self.ENV)
+    def start(self, **env: str) -> None:
+        """Start it; ``env`` adds to (or overrides) ENV for this run only."""
+        extra = {**self.ENV, **env}
+        self.handle = localstack.start_operator(self.workdir, self.kube, self.e2b, extra)
 
     def stop(self) -> None:
         if self.handle:

@@ -10,6 +10,7 @@ import pytest
 from e2b_operator.toolkit import TemplateBuilder, TemplateDeployer, TemplateRegistry
 from e2b_operator.toolkit.cluster import NotFoundError
 from e2b_operator.toolkit.collection import TEMPLATES
+from seed import RESEARCH_AGENTS, RESEARCH_SWARM
 from support import sandboxes, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -124,17 +125,8 @@ async def test_creating_custom_templates(
 
 async def test_claude_flow_swarm(registry: TemplateRegistry, deployer: TemplateDeployer) -> None:
     builder = TemplateBuilder.create_claude_flow_template(
-        "Research Swarm", agent_types=["researcher", "analyst", "synthesizer"]
-    ).set_claude_flow_config(
-        swarm_topology="mesh",
-        max_agents=6,
-        coordination_mode="collaborative",
-        enable_neural=True,
-        hooks={
-            "pre-task": "npx claude-flow@alpha hooks pre-task",
-            "post-task": "npx claude-flow@alpha hooks post-task",
-        },
-    )
+        "Research Swarm", agent_types=RESEARCH_AGENTS
+    ).set_claude_flow_config(**RESEARCH_SWARM)
     registry.register_template("research_swarm", builder.build())
     deployment = await deployer.deploy_template("research_swarm")
     result = await deployer.execute_template(

@@ -255,10 +255,10 @@ def test_scripts_take_their_section_of_the_template_config(tmp_path: Path) -> No
     code, out = run("claude_flow_swarm.py", {"task": "Research. Build"}, template=swarm)
     assert code == 0 and out["topology"]["type"] == "ring", out["topology"]
     assert [a["role"] for a in out["agents"]] == ["researcher", "analyst"]
-    assert out["hooks"] == {  # the real Claude-Flow CLI runs only with a key (llm mode)
+    assert out["hooks"] == {  # no claude-flow on this host, no key: npx is not tried
         "pre-task": {
             "command": "npx claude-flow@alpha hooks pre-task",
-            "status": "skipped (dry run)",
+            "status": "skipped (claude-flow not installed, dry run)",
         }
     }
     config = json.loads(trading.read_text())
@@ -277,3 +277,20 @@ def test_scripts_take_their_section_of_the_template_config(tmp_path: Path) -> No
     for script in ("python_base.py", "node_base.js"):
         code, out = run(script, {}, template=trading)
         assert out["reply"] == "Received: from the template", script
+
+
+def test_seed_hooks_map_onto_the_installed_claude_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(DIR))
+    from claude_flow_swarm import hook_command
+
+    task, cli = "Research the market; test it", "/app/node_modules/.bin/claude-flow"
+    assert hook_command("npx claude-flow@alpha hooks pre-task", task, cli) == (
+        f"{cli} hooks pre-task --description 'Research the market; test it'"
+    )
+    assert hook_command("npx claude-flow@alpha hooks pre-task -d mine", task, cli) == (
+        f"{cli} hooks pre-task -d mine"
+    )
+    assert hook_command("npx claude-flow@alpha hooks post-task", task, cli) == (
+        f"{cli} hooks post-task"
+    )
+    assert hook_command("echo done", task, cli) == "echo done"

@@ -16,6 +16,7 @@ from e2b_operator.toolkit import (
     TemplateType,
 )
 from e2b_operator.toolkit.mainscripts import script
+from seed import MOMENTUM, RESEARCH_AGENTS, RESEARCH_SWARM
 
 SCRIPT = """import json
 import sys
@@ -64,15 +65,7 @@ def test_simple_data_processor_chain() -> None:
 
 def test_trading_agent_configuration() -> None:
     builder = TemplateBuilder.create_trading_template("Momentum Strategy", "momentum")
-    builder.set_trading_agent_config(
-        strategy_type="momentum",
-        symbols=["AAPL", "GOOGL", "MSFT"],
-        risk_params={"max_position_size": 0.1, "stop_loss": 0.02},
-        execution_mode="paper_trading",
-        data_sources=["yfinance", "alpaca"],
-        indicators=["RSI", "MACD", "SMA"],
-        backtest_enabled=True,
-    ).set_main_script(SCRIPT)
+    builder.set_trading_agent_config(**MOMENTUM).set_main_script(SCRIPT)
     trading = builder.build().trading_agent
     assert trading is not None and trading.symbols == ["AAPL", "GOOGL", "MSFT"]
     assert trading.risk_params == {"max_position_size": 0.1, "stop_loss": 0.02}
@@ -84,18 +77,9 @@ def test_trading_agent_configuration() -> None:
 
 def test_claude_flow_swarm_configuration() -> None:
     builder = TemplateBuilder.create_claude_flow_template(
-        "Research Swarm", agent_types=["researcher", "analyst", "synthesizer"]
+        "Research Swarm", agent_types=RESEARCH_AGENTS
     )
-    builder.set_claude_flow_config(
-        swarm_topology="mesh",
-        max_agents=6,
-        coordination_mode="collaborative",
-        enable_neural=True,
-        hooks={
-            "pre-task": "npx claude-flow@alpha hooks pre-task",
-            "post-task": "npx claude-flow@alpha hooks post-task",
-        },
-    ).set_main_script(SCRIPT)
+    builder.set_claude_flow_config(**RESEARCH_SWARM).set_main_script(SCRIPT)
     flow = builder.build().claude_flow
     assert flow is not None and flow.max_agents == 6 and flow.enable_neural
     assert flow.agent_types == ["researcher", "analyst", "synthesizer"]

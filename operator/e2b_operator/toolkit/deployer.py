@@ -11,6 +11,7 @@ Streaming: while a script runs the operator writes its output to status (at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +24,7 @@ from kubernetes_asyncio import client
 from e2b_operator import api
 from e2b_operator.api import E2BDeploymentSpec
 from e2b_operator.reconcile.config import instance_config
+from e2b_operator.reconcile.execution import MAIN_LOG_PHASES
 from e2b_operator.reconcile.slots import slot_indices
 
 from .cluster import (
@@ -42,6 +44,8 @@ DEPLOYMENTS = "e2bdeployments"
 EXECUTIONS = "e2bexecutions"
 TEMPLATES = "e2btemplates"
 FINISHED = ("Succeeded", "Failed")
+MAIN_LOG_FOLLOW_SECONDS = 3600
+"""Each follow of a main log is one execution this long; then the next one resumes."""
 EXECUTION_TTL_SECONDS = 600
 """Executions started here are deleted this long after they finished (a loop of runs does
 not pile up objects); pass ttl_seconds_after_finished to keep one longer."""
@@ -498,10 +502,12 @@ class TemplateDeployer:
         timeout: int = 60,
         ttl_seconds_after_finished: int | None = None,
         hook: str | None = None,
+        main_log: Mapping[str, Any] | None = None,
     ) -> str:
         """Create the E2BExecution without waiting; returns its name. It is deleted
         ttl_seconds_after_finished (default: the deployer's execution_ttl) after it finished.
-        hook (healthCheck) runs that template hook instead of the main script."""
+        hook (healthCheck) runs that template hook instead of the main script; main_log
+        (spec.mainLog) prints the main script's output instead."""
         ttl = ttl_seconds_after_finished
         spec: dict[str, Any] = {
             "input": dict(input_data or {}),
@@ -516,6 +522,8 @@ class TemplateDeployer:
             spec["sandboxID"] = sandbox_id
         if hook:
             spec["hook"] = hook
+        if main_log is not None:
+            spec["mainLog"] = dict(main_log)
         prefix = (deployment or resource_name(template or "x"))[:40]
         body = {
             "apiVersion": api.API_VERSION,
@@ -565,6 +573,68 @@ class TemplateDeployer:
                     "sandbox_id": status.get("sandboxID"),
                 }
         yield {"event": "result", **execution_result(final)}
+
+    async def main_log(
+        self, deployment: str, *, instance: int | None = None, follow: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The main script's output (/app/main.log) of one instance of the deployment (the
+        first live one by default), like `kubectl logs [-f]`: yields {"event": "output",
+        "stream", "line"} per line ("stderr" lines are the reader's own complaints, e.g. no
+        log yet) and {"event": "gap", "stream", "chars"} for output too fast to carry (status
+        holds the last 4 KiB per write). Without follow it ends after the whole log; with
+        follow it keeps yielding what is appended until the caller stops (the execution is
+        then deleted, which ends the reader in the sandbox) or the reader fails, e.g. the
+        sandbox went away ({"event": "end", "message"} last); every MAIN_LOG_FOLLOW_SECONDS
+        a new execution resumes from the next line."""
+        name = resource_name(deployment)
+        sandbox_id = await self._live_sandbox(name, instance)
+        line = 1
+        while True:
+            run = await self.start_execution(
+                deployment=name,
+                sandbox_id=sandbox_id,
+                main_log={"follow": follow, "fromLine": line},
+                timeout=MAIN_LOG_FOLLOW_SECONDS if follow else 60,
+                ttl_seconds_after_finished=0,
+            )
+            result: dict[str, Any] = {}
+            try:
+                async for event in self.stream_execution(run):
+                    if event["event"] in ("output", "gap"):
+                        line += event["event"] == "output" and event["stream"] == "stdout"
+                        yield event
+                    elif event["event"] == "result":
+                        result = event
+            finally:
+                with contextlib.suppress(NotFoundError):
+                    await self._call(lambda o, run=run: o.delete(EXECUTIONS, run))
+            if result.get("status") != "success":
+                if not follow:
+                    raise ToolkitError(
+                        f"reading the main log of sandbox {sandbox_id} failed: {result['error']}"
+                    )
+                yield {"event": "end", "message": f"sandbox {sandbox_id}: {result['error']}"}
+                return
+            if not follow:
+                return
+
+    async def _live_sandbox(self, deployment: str, instance: int | None) -> str:
+        """The sandbox of that instance (index), or of the lowest live index."""
+        obj = await self._call(lambda o: o.get(DEPLOYMENTS, deployment))
+        live = sorted(
+            (s["index"], s["sandboxID"])
+            for s in (obj.get("status") or {}).get("sandboxes") or []
+            if s.get("phase") in MAIN_LOG_PHASES
+        )
+        found = [sid for i, sid in live if instance is None or i == instance]
+        if not found:
+            which = "no instance" if instance is None else f"instance {instance}"
+            indices = ", ".join(str(i) for i, _ in live) or "none"
+            raise NotFoundError(
+                f"deployment {deployment!r} has {which} with a live sandbox"
+                f" (live instances: {indices})"
+            )
+        return found[0]
 
     async def watch_execution(
         self, name: str, wait_timeout: float | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +20,7 @@ from e2b_operator import api
 from .builder import dump_yaml
 from .cluster import ToolkitError
 from .deployer import TemplateDeployer
+from .interrupts import until_signalled
 from .registry import TemplateRegistry, template_summary
 from .scaffolds import SCAFFOLDS, scaffold
 
@@ -193,6 +196,31 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The main script's output of an instance: stdout; the reader's own notes: stderr."""
+
+    async def run(deployer: TemplateDeployer) -> None:
+        logs = deployer.main_log(args.deployment, instance=args.instance, follow=args.follow)
+        async for event in logs:
+            if event["event"] == "output":
+                out = sys.stdout if event["stream"] == "stdout" else sys.stderr
+                print(event["line"], file=out, flush=True)
+            elif event["event"] == "gap":
+                progress(f"... {event['chars']} characters of the log went by unseen")
+            elif event["event"] == "end":
+                progress(f"log ended: {event['message']}")
+
+    def stopping(sig: signal.Signals) -> None:
+        progress(f"{sig.name}: removing the log reader (send it again to quit at once)")
+
+    # Ctrl-C (or SIGTERM) is how a follow ends; the execution reading the log is deleted on
+    # the way out.
+    deployer = TemplateDeployer(args.namespace, args.kubeconfig, args.context)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(until_signalled(run(deployer), on_stop=stopping))
+    return 0
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     info = _run(args, lambda d: d.scale(args.deployment, args.replicas, wait=args.wait))
     emit(info, args.output, deployment_table)
@@ -307,6 +335,23 @@ def parser() -> argparse.ArgumentParser:
         " still goes to stdout",
     )
     exe.set_defaults(func=cmd_exec)
+
+    logs = sub.add_parser(
+        "logs",
+        parents=[common],
+        help="print an instance's main script output (/app/main.log), like kubectl logs",
+    )
+    logs.add_argument("deployment")
+    logs.add_argument(
+        "--instance", type=int, help="instance index (default: the first live instance)"
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new output until Ctrl-C or the sandbox goes away",
+    )
+    logs.set_defaults(func=cmd_logs)
 
     scale = sub.add_parser("scale", parents=[common, data, wait], help="set replicas")
     scale.add_argument("deployment")

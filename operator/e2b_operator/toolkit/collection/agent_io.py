@@ -93,14 +93,14 @@ def call_claude(prompt: str, model: str, max_tokens: int = 2048, timeout: float 
     return "".join(part.get("text", "") for part in reply["content"])
 
 
-def claude_cli() -> str | None:
-    """The Claude Code CLI (`@anthropic-ai/claude-code`, installed by the template), if any."""
-    return shutil.which("claude") or shutil.which("claude", path=LOCAL_BIN)
+def installed_cli(name: str) -> str | None:
+    """An npm CLI the template installed (globally or under /app), if any."""
+    return shutil.which(name) or shutil.which(name, path=LOCAL_BIN)
 
 
-def claude_code_version() -> str | None:
-    """`claude --version`, or None when Claude Code is not installed."""
-    cli = claude_cli()
+def cli_version(name: str) -> str | None:
+    """`NAME --version`, or None when that CLI is not installed."""
+    cli = installed_cli(name)
     if cli is None:
         return None
     proc = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=60)
@@ -112,7 +112,7 @@ def claude_code(
 ) -> str | None:
     """One non-interactive Claude Code run (`claude -p`), the template's installed CLI;
     None when the CLI is not installed."""
-    cli = claude_cli()
+    cli = installed_cli("claude")
     if cli is None:
         return None
     cmd = [cli, "-p", prompt, "--model", model, "--output-format", "text"]

@@ -5,9 +5,9 @@ Every main script is a package file next to this module that runs offline by def
 a key and network are there. Packages the seed describes are installed at build: numpy and
 pandas in the Python templates, common npm packages in the Node one, Claude Code
 (`@anthropic-ai/claude-code`) in the SPARC and reviewer templates, pyflakes, mccabe and
-bandit in the reviewer. Claude-Flow is not preinstalled (its npm tree has ~1000 packages and
-native add-ons, minutes per build): the swarm runs its claudeFlow.hooks (`npx claude-flow@alpha`)
-when ANTHROPIC_API_KEY is set.
+bandit in the reviewer, and the real `claude-flow` CLI in the Claude-Flow templates (without
+its optional native add-ons and install scripts, which cost minutes per build and are not needed
+by its hooks): the swarm runs its claudeFlow.hooks through it, offline too.
 """
 
 from collections.abc import Callable
@@ -21,6 +21,15 @@ NODE_COMMON = ["lodash", "axios", "dayjs", "zod"]
 CLAUDE_CODE = ["@anthropic-ai/claude-code"]
 REVIEW_LINTERS = ["syntax", "pyflakes", "mccabe", "bandit", "style", "todo"]
 REVIEW_PACKAGES = ["pyflakes", "mccabe", "bandit"]
+CLAUDE_FLOW_VERSION = "3.43.0"
+CLAUDE_FLOW_INSTALL = (  # into /app/node_modules; npm's download cache stays out of the layer
+    "cd /app && npm install --cache /tmp/npm-cache --ignore-scripts --omit=optional "
+    f"--no-audit --no-fund claude-flow@{CLAUDE_FLOW_VERSION} && rm -rf /tmp/npm-cache"
+)
+SEED_HOOKS = {  # the seed's claudeFlow.hooks
+    "pre-task": "npx claude-flow@alpha hooks pre-task",
+    "post-task": "npx claude-flow@alpha hooks post-task",
+}
 
 
 def python_base() -> TemplateBuilder:
@@ -74,7 +83,7 @@ def claude_flow_swarm() -> TemplateBuilder:
         )
         .set_metadata(
             description="Multi-agent coordination: topology, task decomposition and message "
-            "passing; a simulated swarm offline, Claude agents and Claude-Flow hooks with "
+            "passing, with Claude-Flow's hooks; a simulated swarm offline, Claude agents with "
             "ANTHROPIC_API_KEY",
             tags=["claude-flow", "swarm", "orchestration"],
         )
@@ -83,7 +92,9 @@ def claude_flow_swarm() -> TemplateBuilder:
             max_agents=8,
             coordination_mode="collaborative",
             enable_memory=True,
+            hooks=SEED_HOOKS,
         )
+        .set_hooks(post_install=CLAUDE_FLOW_INSTALL)
     )
 
 
@@ -99,6 +110,7 @@ def claude_flow_neural() -> TemplateBuilder:
             tags=["claude-flow", "neural", "pattern-recognition"],
         )
         .set_claude_flow_config(swarm_topology="star", enable_neural=True, enable_memory=True)
+        .set_hooks(post_install=CLAUDE_FLOW_INSTALL)
         .use_collection_script("claude_flow_neural.py")
     )
 

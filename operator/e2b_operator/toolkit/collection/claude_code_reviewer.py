@@ -29,7 +29,7 @@ import tokenize
 from collections import Counter
 from pathlib import Path
 
-from agent_io import call_claude, claude_code, claude_code_version, run_main
+from agent_io import call_claude, claude_code, cli_version, run_main
 
 ALL_LINTERS = ("syntax", "pyflakes", "mccabe", "bandit", "style", "todo")
 BANDIT_SEVERITY = {"HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
@@ -419,7 +419,7 @@ def run(config: dict) -> dict:
         "files_reviewed": len(files),
         "linters": linters,
         "analysers": {k: v for k, v in used.items() if k in linters},
-        "claude_code": claude_code_version(),
+        "claude_code": cli_version("claude"),
         "settings": {**settings, "min_score": min_score},
         "score": score,
         "passed": score >= min_score,

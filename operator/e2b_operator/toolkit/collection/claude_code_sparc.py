@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent_io import call_claude, claude_code, claude_code_version, run_main
+from agent_io import call_claude, claude_code, cli_version, run_main
 
 PHASES = ("specification", "pseudocode", "architecture", "refinement", "completion")
 
@@ -347,7 +347,7 @@ def run(config: dict) -> dict:
     return {
         "template": "claude_code_sparc",
         "mode": mode,
-        "claude_code": claude_code_version(),
+        "claude_code": cli_version("claude"),
         "phases": wanted,
         **shown,
     }

@@ -14,7 +14,7 @@ import math
 import random
 import sys
 
-from agent_io import run_main
+from agent_io import cli_version, run_main
 
 
 def synthetic_series(length: int, seed: int) -> list[float]:
@@ -124,6 +124,7 @@ def run(config: dict) -> dict:
     p_next = model.prob(diffs[-window:])
     return {
         "template": "claude_flow_neural",
+        "claude_flow": cli_version("claude-flow"),
         "model": kind,
         "data_source": source,
         "samples": {"train": cut, "test": len(test_x)},

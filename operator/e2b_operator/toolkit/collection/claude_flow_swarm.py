@@ -11,19 +11,22 @@ Input (JSON, argv[1] or stdin), all optional:
   mode               "dry_run" (deterministic, offline) | "llm" (Anthropic Messages API);
                      default "llm" when ANTHROPIC_API_KEY is set, else "dry_run"
   hooks              Claude-Flow hooks, e.g. {"pre-task": "npx claude-flow@alpha hooks
-                     pre-task"}: run (shell, 300 s each) before and after the task in llm
-                     mode, reported as skipped in a dry run
+                     pre-task"}: run (shell, 300 s each) before and after the task. With
+                     the template's preinstalled claude-flow they run offline through it
+                     (`npx claude-flow@alpha` is that CLI; pre-task gets the task as its
+                     --description); without it, only in llm mode (npx downloads it)
 Output: one JSON document; errors print {"error": ...} and exit 1.
 """
 
 import hashlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections import Counter, deque
 
-from agent_io import call_claude, run_main
+from agent_io import call_claude, cli_version, installed_cli, run_main
 
 TOPOLOGIES = ("mesh", "hierarchical", "ring", "star")
 MODES = ("collaborative", "consensus", "independent")
@@ -170,10 +173,29 @@ def vote(agents: list[dict], voter: dict) -> str:
     return best["id"]
 
 
-def run_hook(command: str, run_it: bool) -> dict:
-    """One Claude-Flow hook command (the real CLI through npx); skipped in a dry run."""
-    if not run_it:
-        return {"command": command, "status": "skipped (dry run)"}
+NPX_CLAUDE_FLOW = "npx claude-flow@alpha "
+
+
+def hook_command(command: str, task: str, cli: str) -> str:
+    """The hook as the installed claude-flow (`cli`) runs it: the seed's
+    `npx claude-flow@alpha` is that CLI, and a pre-task without a description describes the
+    task."""
+    if command.startswith(NPX_CLAUDE_FLOW):
+        command = f"{shlex.quote(cli)} {command[len(NPX_CLAUDE_FLOW) :]}"
+    words = shlex.split(command)
+    if words[1:3] == ["hooks", "pre-task"] and not {"-d", "--description"} & set(words):
+        command += " --description " + shlex.quote(task)
+    return command
+
+
+def run_hook(command: str, task: str, llm: bool) -> dict:
+    """One Claude-Flow hook: through the installed CLI, or through npx in llm mode (with
+    network); skipped when neither is there."""
+    cli = installed_cli("claude-flow")
+    if cli:
+        command = hook_command(command, task, cli)
+    elif not llm:
+        return {"command": command, "status": "skipped (claude-flow not installed, dry run)"}
     proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     output = (proc.stdout + proc.stderr).strip()[-500:]
     return {"command": command, "exit_code": proc.returncode, "output": output}
@@ -200,7 +222,8 @@ def run(config: dict) -> dict:
     hooks = config.get("hooks") or {}
     if not isinstance(hooks, dict) or not all(isinstance(v, str) for v in hooks.values()):
         raise ValueError("hooks must be an object of {name: command}")
-    ran = {"pre-task": run_hook(hooks["pre-task"], mode == "llm")} if "pre-task" in hooks else {}
+    llm = mode == "llm"
+    ran = {"pre-task": run_hook(hooks["pre-task"], task, llm)} if "pre-task" in hooks else {}
 
     roles = types[:max_agents]
     if "coordinator" in roles:  # the coordinator is the hub / root
@@ -221,6 +244,7 @@ def run(config: dict) -> dict:
     result = {
         "template": "claude_flow_swarm",
         "mode": mode,
+        "claude_flow": cli_version("claude-flow"),
         "task": task,
         "coordination_mode": coordination,
         "topology": {
@@ -257,7 +281,7 @@ def run(config: dict) -> dict:
     if config.get("enable_memory", False):
         result["memory"] = {f"swarm/{a['id']}/result": a["output"]["summary"] for a in agents}
     if "post-task" in hooks:
-        ran["post-task"] = run_hook(hooks["post-task"], mode == "llm")
+        ran["post-task"] = run_hook(hooks["post-task"], task, llm)
     if ran:
         result["hooks"] = ran
     return result
