@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from e2b_operator.api import KINDS, problems
 from e2b_operator.controlplane.cluster import LocalCluster
+from support import fresh_namespace
 from unit.test_crds import DEPLOYMENT, EXAMPLES, EXECUTION, INVALID, TEMPLATE
 
 pytestmark = pytest.mark.cluster
@@ -19,6 +21,13 @@ def _apply(kube: LocalCluster, namespace: str, obj: dict[str, Any], *flags: str)
     return kube.kubectl(
         "-n", namespace, "apply", *flags, "-f", "-", input=json.dumps(obj), check=False
     )
+
+
+@pytest.fixture(scope="module")
+def dry_run_namespace(kube: LocalCluster) -> Iterator[str]:
+    """One namespace for the module's server-side dry runs (they leave nothing in it)."""
+    with fresh_namespace(kube) as name:
+        yield name
 
 
 def test_crds_are_established(kube: LocalCluster) -> None:
@@ -36,13 +45,17 @@ def test_crds_are_established(kube: LocalCluster) -> None:
     sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "kustomization.yaml"),
     ids=lambda p: p.name,
 )
-def test_example_validates_server_side(kube: LocalCluster, namespace: str, path: Path) -> None:
-    out = kube.kubectl("-n", namespace, "apply", "--dry-run=server", "-f", str(path), check=False)
+def test_example_validates_server_side(
+    kube: LocalCluster, dry_run_namespace: str, path: Path
+) -> None:
+    out = kube.kubectl(
+        "-n", dry_run_namespace, "apply", "--dry-run=server", "-f", str(path), check=False
+    )
     assert out.returncode == 0, out.stderr
 
 
-def test_kustomization_applies(kube: LocalCluster, namespace: str) -> None:
-    out = kube.kubectl("-n", namespace, "apply", "--dry-run=server", "-k", str(EXAMPLES))
+def test_kustomization_applies(kube: LocalCluster, dry_run_namespace: str) -> None:
+    out = kube.kubectl("-n", dry_run_namespace, "apply", "--dry-run=server", "-k", str(EXAMPLES))
     assert out.stdout.count("created (server dry run)") == 10
 
 
@@ -50,9 +63,9 @@ def test_kustomization_applies(kube: LocalCluster, namespace: str) -> None:
     ("obj", "field"), [(o, f) for _, o, f in INVALID], ids=[i for i, *_ in INVALID]
 )
 def test_invalid_object_is_rejected(
-    kube: LocalCluster, namespace: str, obj: dict[str, Any], field: str
+    kube: LocalCluster, dry_run_namespace: str, obj: dict[str, Any], field: str
 ) -> None:
-    out = _apply(kube, namespace, obj, "--dry-run=server")
+    out = _apply(kube, dry_run_namespace, obj, "--dry-run=server")
     assert out.returncode != 0, f"accepted: {out.stdout}"
     assert field in out.stderr, out.stderr
     # Python validation agrees with the apiserver on the same object.
@@ -118,6 +131,8 @@ def test_explain_shows_descriptions(kube: LocalCluster) -> None:
     assert "memoryMB" in out and "MiB" in out
     out = kube.kubectl("explain", "e2bdeployment.spec.strategy.rollingUpdate").stdout
     assert "maxSurge" in out and "percentage" in out
+    out = kube.kubectl("explain", "e2bexecution.spec.credentials.secretRef").stdout
+    assert "never read from another one" in out and "apiKeyKey" in out
 
 
 def test_execution_spec_is_immutable(kube: LocalCluster, namespace: str) -> None:

@@ -147,6 +147,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.requirements.runtime",
     ),
     ("timeout-too-large", _d(timeoutSeconds=100000), "spec.timeoutSeconds"),
+    ("timeout-too-small", _d(timeoutSeconds=1), "spec.timeoutSeconds"),
     (
         "instance-configs-and-shard-by",
         _d(config={"s": [1, 2]}, instanceConfigs=[{"a": 1}], shardBy="s"),
@@ -191,10 +192,12 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
 
 
 def test_committed_crds_match_models() -> None:
-    for filename, text in render().items():
-        committed = ROOT / "crds" / filename
-        assert committed.exists(), f"crds/{filename} is missing: run `make crds`"
-        assert committed.read_text() == text, f"crds/{filename} is stale: run `make crds`"
+    """crds/ and the Helm chart's crds/ hold exactly what `make crds` writes."""
+    for d in ("crds", "manifests/helm/e2b-operator/crds"):
+        assert {p.name for p in (ROOT / d).glob("*.yaml")} == set(render()), d
+        for filename, text in render().items():
+            committed = ROOT / d / filename
+            assert committed.read_text() == text, f"{d}/{filename} is stale: run `make crds`"
 
 
 def test_crd_names_and_subresources() -> None:

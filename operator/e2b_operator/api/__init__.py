@@ -18,11 +18,13 @@ from .crdgen import (
     kind,
     openapi_schema,
 )
+from .credentials import Credentials, CredentialsSecretRef
 from .deployment import (
     E2BDeployment,
     E2BDeploymentSpec,
     E2BDeploymentStatus,
     HealthCheck,
+    InstanceStatus,
     RollingUpdate,
     SandboxStatus,
     Strategy,
@@ -58,6 +60,8 @@ __all__ = [
     "ClaudeCodeConfig",
     "ClaudeFlowConfig",
     "Condition",
+    "Credentials",
+    "CredentialsSecretRef",
     "E2BDeployment",
     "E2BDeploymentSpec",
     "E2BDeploymentStatus",
@@ -71,6 +75,7 @@ __all__ = [
     "EnvVarSource",
     "HealthCheck",
     "Hooks",
+    "InstanceStatus",
     "InvalidObject",
     "K8sModel",
     "ObjectRef",

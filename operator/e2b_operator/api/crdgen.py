@@ -44,6 +44,10 @@ class Kind:
     description: str
     columns: list[dict[str, Any]]
     scale: bool = False
+    unobserved: bool = False
+    """status defaults to {observedGeneration: 0}: the apiserver fills it in on every read until
+    the operator writes, so kstatus (Flux `wait: true`) and the Argo CD check read a new
+    object as in progress instead of as a custom resource without status (Current)."""
     categories: list[str] = field(default_factory=lambda: ["e2b"])
 
     @property
@@ -76,6 +80,7 @@ KINDS: tuple[Kind, ...] = (
             column("Status", READY_REASON, priority=1),
             AGE,
         ],
+        unobserved=True,
     ),
     Kind(
         kind="E2BDeployment",
@@ -95,6 +100,7 @@ KINDS: tuple[Kind, ...] = (
             AGE,
         ],
         scale=True,
+        unobserved=True,
     ),
     Kind(
         kind="E2BExecution",
@@ -132,6 +138,9 @@ def kind(name: str) -> Kind:
 def openapi_schema(name: str) -> dict[str, Any]:
     """The openAPIV3Schema of a kind (do not mutate; it is cached)."""
     k = kind(name)
+    status = structural(k.status, keep_defaults=False)
+    if k.unobserved:
+        status["default"] = {"observedGeneration": 0}
     return {
         "description": k.description,
         "type": "object",
@@ -140,7 +149,7 @@ def openapi_schema(name: str) -> dict[str, Any]:
             "kind": {"type": "string", "description": "REST resource this object represents."},
             "metadata": {"type": "object"},
             "spec": structural(k.spec),
-            "status": structural(k.status, keep_defaults=False),
+            "status": status,
         },
         "required": ["spec"],
     }

@@ -1,4 +1,4 @@
-"""CLI: python -m e2b_operator.api.crds OUTDIR writes OUTDIR/e2b.dev_<plural>.yaml."""
+"""CLI: python -m e2b_operator.api.crds OUTDIR... writes OUTDIR/e2b.dev_<plural>.yaml in each."""
 
 import sys
 from pathlib import Path
@@ -19,14 +19,14 @@ def render() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m e2b_operator.api.crds OUTDIR", file=sys.stderr)
+    if not args:
+        print("usage: python -m e2b_operator.api.crds OUTDIR...", file=sys.stderr)
         return 2
-    out = Path(args[0])
-    out.mkdir(parents=True, exist_ok=True)
-    for filename, text in render().items():
-        (out / filename).write_text(text)
-        print(f"wrote {out / filename}")
+    for out in map(Path, args):
+        out.mkdir(parents=True, exist_ok=True)
+        for filename, text in render().items():
+            (out / filename).write_text(text)
+            print(f"wrote {out / filename}")
     return 0
 
 

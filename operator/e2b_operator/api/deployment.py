@@ -5,10 +5,14 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from .base import K8sModel, StatusModel
+from .credentials import Credentials
 from .meta import MAX_ENV, Conditions, EnvVar, ListMap, ObjectRef, Timestamp
 from .rules import Rule, validations
 
 SELECTOR_LABEL = "e2b.dev/deployment"
+MIN_TIMEOUT_SECONDS = 30
+"""Shorter sandbox timeouts would mean refreshing every sandbox every few seconds and losing
+them all to any operator restart."""
 
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")],
@@ -116,8 +120,10 @@ class E2BDeploymentSpec(K8sModel):
     )
     """Instances to re-create (TemplateDeployer.update_template of a sandbox to its own
     template): each listed instance is replaced once per restartedAt, the others are not."""
-    timeout_seconds: int = Field(default=300, ge=1, le=86400)
-    """Sandbox timeout in seconds (1-86400); the operator keeps healthy sandboxes alive."""
+    timeout_seconds: int = Field(default=300, ge=MIN_TIMEOUT_SECONDS, le=86400)
+    """Sandbox timeout in seconds (30-86400): E2B kills a sandbox this long after its last
+    refresh. The operator refreshes it once less than half is left, so at most once per
+    timeoutSeconds/2 per sandbox, and sandboxes outlive an operator restart shorter than that."""
     paused: bool = False
     """Pause every sandbox (E2B keeps its memory and files); setting it back to false
     resumes them. Nothing is created, replaced or health-checked while paused."""
@@ -125,6 +131,13 @@ class E2BDeploymentSpec(K8sModel):
     """How sandboxes are replaced on change."""
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     """Health checking of running sandboxes."""
+    restart_policy: Literal["OnFailure", "Always", "Never"] = "OnFailure"
+    """What a main script that exits does to its sandbox: OnFailure replaces the sandbox when
+    the script exits non-zero (0 means it completed), Always when it exits at all, Never only
+    reports the exit code. Replacements back off per instance (status.instances)."""
+    credentials: Credentials | None = None
+    """E2B credentials from a Secret in this namespace; the operator's own when unset. They
+    must be the same as the template's (spec.credentials of the E2BTemplate)."""
     progress_deadline_seconds: int = Field(default=600, ge=10, le=86400)
     """Seconds a rollout may go without progress (a sandbox created, ready or removed)
     before the deployment reports Stalled with reason ProgressDeadlineExceeded; it keeps
@@ -156,6 +169,29 @@ class SandboxStatus(StatusModel):
     """Health check failures in a row."""
     message: str | None = Field(default=None, max_length=1024)
     """Last error or state detail."""
+    main_exit_code: int | None = None
+    """The main script's exit code once it has exited (seen at a health check)."""
+
+
+class InstanceStatus(StatusModel):
+    """An instance whose sandboxes were replaced for failures, like a crash-looping
+    container: each replacement in a row waits longer (10 s doubling to 5 min after the
+    first); a sandbox healthy for 10 minutes clears it."""
+
+    index: int = Field(ge=0, le=100000)
+    """Instance index."""
+    restarts: int = Field(ge=0)
+    """Sandboxes of this instance replaced for a failure in a row."""
+    reason: str = Field(max_length=64)
+    """Why the last one was replaced: Unhealthy, StartupTimeout or MainScriptExited."""
+    message: str | None = Field(default=None, max_length=1024)
+    """What failed (Secret values masked)."""
+    exit_code: int | None = None
+    """The main script's exit code, when that was the reason."""
+    last_restart_time: Timestamp
+    """When the last one was replaced."""
+    next_attempt_time: Timestamp | None = None
+    """When its next sandbox is created, while it waits."""
 
 
 DeploymentPhase = Literal["Pending", "Progressing", "Available", "Degraded", "Paused", "Failed"]
@@ -190,6 +226,10 @@ class E2BDeploymentStatus(StatusModel):
         default_factory=list, max_length=2000
     )
     """Per-sandbox state, keyed by sandboxID."""
+    instances: Annotated[list[InstanceStatus], ListMap("index")] = Field(
+        default_factory=list, max_length=1000
+    )
+    """Instances replaced for failures and their backoff, keyed by index."""
 
 
 def selector_for(name: str) -> str:

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, WithJsonSchema
 
 from .base import K8sModel, StatusModel
+from .credentials import Credentials
 from .meta import Conditions, ObjectRef, Timestamp
 from .rules import Rule, validations
 
@@ -21,6 +22,16 @@ AnyJSON = Annotated[
 """Any JSON value (object, array, string, number, boolean)."""
 
 
+class MainLog(K8sModel):
+    """Which part of the main script's output (/app/main.log) an execution prints."""
+
+    follow: bool = False
+    """Keep printing what is appended, until timeoutSeconds, the execution is deleted or the
+    sandbox goes away (like `kubectl logs -f`)."""
+    from_line: int = Field(default=1, ge=1)
+    """First line to print (1: from the start), so a follow can resume where one ended."""
+
+
 @validations(
     Rule(
         "has(self.deploymentRef) != has(self.templateRef)",
@@ -31,6 +42,18 @@ AnyJSON = Annotated[
         "!has(self.sandboxID) || has(self.deploymentRef)",
         "sandboxID pins a sandbox of deploymentRef; it needs deploymentRef",
         field_path=".sandboxID",
+        reason="FieldValueForbidden",
+    ),
+    Rule(
+        "!has(self.mainLog) || has(self.deploymentRef)",
+        "mainLog reads the log of a deployment's sandbox; it needs deploymentRef",
+        field_path=".mainLog",
+        reason="FieldValueForbidden",
+    ),
+    Rule(
+        "!has(self.mainLog) || !has(self.hook)",
+        "set mainLog (read the main script's output) or hook (run a hook), not both",
+        field_path=".mainLog",
         reason="FieldValueForbidden",
     ),
     Rule("self == oldSelf", IMMUTABLE),
@@ -51,10 +74,16 @@ class E2BExecutionSpec(K8sModel):
     """Run this hook of the template (hooks.healthCheck) instead of the main script, e.g.
     for an on-demand health check of one sandbox; input is ignored, any output is fine and
     the run succeeds when the hook exits 0."""
+    main_log: MainLog | None = None
+    """Print the main script's output (/app/main.log) instead of running anything: what
+    `kubectl e2b logs` creates."""
     timeout_seconds: int = Field(default=60, ge=1, le=3600)
     """Seconds the script may run (1-3600); it is killed after that and the run fails."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=31536000)
     """Delete the execution this many seconds after it finished; kept when unset."""
+    credentials: Credentials | None = None
+    """E2B credentials from a Secret in this namespace; the operator's own when unset. They
+    must be the same as those of templateRef's E2BTemplate or deploymentRef's E2BDeployment."""
 
 
 ExecutionPhase = Literal["Pending", "Running", "Succeeded", "Failed"]

@@ -32,6 +32,8 @@ CONFIG_ENV = {
 """Environment variables naming both files, set in every sandbox."""
 MAIN_LOG = APP_DIR / "main.log"
 """stdout and stderr of the main script started in each deployment sandbox."""
+MAIN_EXIT = APP_DIR / "main.exit"
+"""The exit code of that main script, written when it exits (read at each health check)."""
 
 
 def is_node(runtime: str) -> bool:
@@ -51,6 +53,11 @@ def main_command(runtime: str) -> list[str]:
 def main_shell(runtime: str, config_json: str) -> str:
     """main_command with the config, as one shell command line."""
     return shlex.join([*main_command(runtime), config_json])
+
+
+def main_service(runtime: str, config_json: str) -> str:
+    """main_shell for a deployment sandbox: its exit code is recorded in MAIN_EXIT."""
+    return f"rm -f {MAIN_EXIT}; {main_shell(runtime, config_json)}; echo $? > {MAIN_EXIT}"
 
 
 def health_check(runtime: str) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import ConfigDict, Field
 
 from .base import K8sModel, StatusModel
+from .credentials import Credentials
 from .meta import Conditions, ListMap, TemplateEnvVar, Timestamp
 from .rules import Rule, validations
 
@@ -250,6 +251,10 @@ class E2BTemplateSpec(K8sModel):
     """Trading settings; required by tradingAgent."""
     custom_config: dict[str, Any] | None = None
     """Free-form configuration passed through to the template unchanged."""
+    credentials: Credentials | None = None
+    """E2B credentials from a Secret in this namespace; the operator's own when unset.
+    The template is built in that E2B team; deployments and executions of it must name the
+    same credentials."""
 
 
 TemplatePhase = Literal["Pending", "Building", "Ready", "Failed", "Deleting"]
@@ -271,6 +276,9 @@ class E2BTemplateStatus(StatusModel):
     """E2B build ID of the latest build."""
     spec_hash: str | None = Field(default=None, max_length=128)
     """Hash of the spec the current build was made from."""
+    credentials_hash: str | None = Field(default=None, max_length=64)
+    """Fingerprint of the E2B endpoint and API key the current build is known to be usable
+    with (a truncated hash, never the key); a key of another E2B team rebuilds the template."""
     built_at: Timestamp | None = None
     """When the current build finished."""
     build_log_tail: list[Annotated[str, Field(max_length=2048)]] = Field(
