@@ -4,9 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHART := manifests/helm/e2b-operator
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps crds manifests kube-binaries cluster cluster-down dev test lint bench-local bench
+.PHONY: help install system-deps crds manifests kube-binaries helm-binary gitops-health cluster cluster-down dev test lint bench-local bench chaos
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,11 +41,17 @@ dev: $(STAMP) system-deps ## Run the main job: local cluster, e2b-local, the ope
 kube-binaries: $(STAMP) ## Build (once per version) or find kube-apiserver, controller-manager, kubectl, etcd
 	$(BIN)/e2b-operator-cluster binaries
 
-test: lint kube-binaries system-deps ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
+helm-binary: $(STAMP) ## Build (once per version) helm from the Go module proxy into ~/.cache/e2b-operator/helm/
+	$(BIN)/python -m e2b_operator.controlplane.helm
+
+gitops-health: $(STAMP) ## Build (once per version) tools/gitops-health: kstatus, Flux CEL, Argo CD's Lua, for the GitOps tests
+	$(BIN)/python -m e2b_operator.controlplane.gitops_health
+
+test: lint kube-binaries helm-binary gitops-health system-deps ## Run every test (real kube-apiserver, e2b SDK and e2b-local)
 	$(BIN)/pytest
 
-crds: $(STAMP) ## Generate CRD YAML in crds/ from the pydantic models
-	$(BIN)/python -m e2b_operator.api.crds crds
+crds: $(STAMP) ## Generate CRD YAML in crds/ and the Helm chart's crds/ from the pydantic models
+	$(BIN)/python -m e2b_operator.api.crds crds $(CHART)/crds
 
 manifests: $(STAMP) ## Generate manifests/templates/ (the seed's template collection) from the toolkit
 	$(BIN)/python -m e2b_operator.toolkit.collection manifests/templates
@@ -60,5 +67,8 @@ bench-local: $(STAMP) system-deps ## Benchmark e2b-local (create, run, files, ki
 bench-runtimes: $(STAMP) system-deps ## Compare crun, runc and gVisor (runsc) on this host: create/exec latency, what works inside
 	$(BIN)/python bench/bench_runtimes.py
 
-bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, 100 replicas, 100 deployments, RSS, idle writes, REST gateway)
+bench: $(STAMP) system-deps ## Benchmark the operator (apply-to-Ready, slow app, killed sandbox, 100 replicas, 100 and 1000 deployments, RSS, idle, REST gateway)
 	$(BIN)/python bench/bench_operator.py
+
+chaos: $(STAMP) kube-binaries system-deps ## Chaos suite (~10 min): operator/leader/e2b-local kills, apiserver and etcd restarts, 30 % faults, rate limits while 20 deployments scale
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import localstack
@@ -29,9 +31,13 @@ Ready. In another shell:
   kubectl e2b exec trading --follow             # a run, its lines as they are printed
   curl -H @.dev/gateway-auth $E2B_GATEWAY_URL/e2b/templates/registry/list   # the REST API
   # $E2B_GATEWAY_URL/docs: the REST API's OpenAPI docs (Bearer $E2B_GATEWAY_TOKEN)
+  curl -s $E2B_OPERATOR_METRICS_URL | grep ^e2b_operator_deployment   # Prometheus metrics
   python -c "from e2b import Sandbox; print([s.metadata for s in Sandbox.list().next_items()])"
 Logs: .dev/logs/{operator,e2b-local,gateway,kube-apiserver}.log   Ctrl-C here stops everything.
 """
+
+
+Stoppable = localstack.E2BLocal | localstack.Operator | localstack.Gateway | LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     # A cluster left by a crashed `make dev` is cleaned up by start(); one of `make cluster`
     # is reused and left running.
     reused = None if crashed_owner else cluster.running()
-    stack: list[localstack.E2BLocal | localstack.Operator | localstack.Gateway] = []
+    stack: list[Stoppable] = []
     try:
         started = time.monotonic()
         if reused:
@@ -72,14 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         stack.append(e2b)
         log(f"e2b-local serving at {e2b.url}")
         localstack.store_api_key(cluster, e2b)
-        stack.append(localstack.start_operator(args.workdir, cluster, e2b))
+        operator = localstack.start_operator(args.workdir, cluster, e2b)
+        stack.append(operator)
+        log(f"operator metrics at {operator.metrics_url}")
         gateway = localstack.start_gateway(args.workdir, cluster)
         stack.append(gateway)
         log(f"REST API gateway serving at {gateway.url}")
-        running = {"e2b-local": e2b.pid, "kopf": stack[1].pid, "e2b-operator-gateway": gateway.pid}
+        running = {"e2b-local": e2b.pid, "kopf": operator.pid, "e2b-operator-gateway": gateway.pid}
         pids.write_text(json.dumps({"pids": running, "owner": not reused}))
         token = _dev_user_token(cluster, args.gateway_rbac)
-        _write_env(cluster, e2b, {"E2B_GATEWAY_URL": gateway.url, "E2B_GATEWAY_TOKEN": token})
+        urls = {"E2B_GATEWAY_URL": gateway.url, "E2B_OPERATOR_METRICS_URL": operator.metrics_url}
+        _write_env(cluster, e2b, {**urls, "E2B_GATEWAY_TOKEN": token})
         _write_private(args.workdir / "gateway-auth", f"Authorization: Bearer {token}\n")
         cluster.kubectl("apply", "-k", str(args.examples))
         ok = _wait_ready(cluster, args.wait, log)
@@ -97,11 +106,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         log("stopping")
-        for proc in reversed(stack):
-            proc.stop()
+        stopping = time.monotonic()
+        _stop(
+            stack,
+            None if reused else cluster,
+            lambda part: log(f"  {part} stopped at {time.monotonic() - stopping:.1f}s"),
+        )
         pids.unlink(missing_ok=True)
-        if not reused:
-            cluster.stop()
+        log(f"stopped in {time.monotonic() - stopping:.1f}s")
+
+
+def _stop(
+    stack: list[Stoppable], cluster: LocalCluster | None, done: Callable[[str], None]
+) -> None:
+    """Stop everything by PID, each part in its own thread: the operator and the gateway
+    first (an operator that saw e2b-local go would start making sandboxes again), then
+    e2b-local (its sandboxes all at once) and the control plane together."""
+
+    def stop(part: Stoppable) -> None:
+        part.stop()
+        done(type(part).__name__)
+
+    first = [p for p in stack if not isinstance(p, localstack.E2BLocal)]
+    then: list[Stoppable] = [p for p in stack if isinstance(p, localstack.E2BLocal)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(stop, first))
+        list(pool.map(stop, [*then, *([cluster] if cluster else [])]))
 
 
 def _stop_leftovers(pids: Path, log) -> bool:

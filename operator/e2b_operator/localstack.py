@@ -28,10 +28,29 @@ class E2BLocal:
     api_key: str = field(repr=False)
     pid: int
     log: Path
+    teams_file: Path | None = None
+    """Its --teams-file: more API keys, each a separate E2B team (see ``add_team``)."""
 
     def env(self) -> dict[str, str]:
         """What the SDK (and the operator) need to reach it."""
         return {"E2B_API_URL": self.url, "E2B_SANDBOX_URL": self.url, "E2B_API_KEY": self.api_key}
+
+    def add_team(self, team: str) -> str:
+        """A new API key of a new team (``team``: lowercase letters, digits and '-'), added
+        to the running server's teams file; returned once the server accepts it."""
+        assert self.teams_file is not None
+        key = f"e2b_{secrets.token_hex(16)}"
+        with self.teams_file.open("a") as f:
+            f.write(f"{team}={key}\n")
+        request = urllib.request.Request(f"{self.url}/v2/sandboxes", headers={"X-API-Key": key})
+        processes.wait_until(
+            lambda: _http_ok(request),
+            pid=self.pid,
+            name="e2b-local",
+            log_path=self.log,
+            timeout=30,
+        )
+        return key
 
     def stop(self) -> None:
         processes.stop(self.pid, "e2b-local", timeout=30)
@@ -45,16 +64,27 @@ class Operator:
     log: Path
     env: dict[str, str] = field(repr=False, default_factory=dict)
 
+    @property
+    def metrics_url(self) -> str:
+        """Its Prometheus endpoint."""
+        address = self.env["E2B_OPERATOR_METRICS_ADDRESS"]
+        return f"http://{address}:{self.env['E2B_OPERATOR_METRICS_PORT']}/metrics"
+
     def stop(self) -> None:
         processes.stop(self.pid, "kopf", timeout=30)
 
 
-def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E2BLocal:
-    """Start e2b-local on a free loopback port with its state under ``workdir``; the key goes
-    in its environment, never on its command line."""
-    port = processes.free_port()
+def start_e2b_local(
+    workdir: Path, *extra: str, api_key: str | None = None, port: int | None = None
+) -> E2BLocal:
+    """Start e2b-local on a free loopback port (or ``port``, to restart one) with its state
+    under ``workdir``; the key goes in its environment, never on its command line."""
+    port = port or processes.free_port()
     key = api_key or f"e2b_{secrets.token_hex(16)}"
     log = workdir / "logs" / "e2b-local.log"
+    teams = workdir / "e2b-local-teams"
+    workdir.mkdir(parents=True, exist_ok=True)
+    teams.touch(mode=0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     env["E2B_LOCAL_API_KEY"] = key
     pid = processes.spawn(
@@ -65,6 +95,9 @@ def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E
             str(port),
             "--state-dir",
             str(workdir / "e2b-local"),
+            "--share-builds",  # identical templates (tests, dev, bench) build once per host
+            "--teams-file",
+            str(teams),
             *extra,
         ],
         log,
@@ -74,7 +107,7 @@ def start_e2b_local(workdir: Path, *extra: str, api_key: str | None = None) -> E
     processes.wait_until(
         lambda: _http_ok(f"{url}/health"), pid=pid, name="e2b-local", log_path=log, timeout=60
     )
-    return E2BLocal(url, key, pid, log)
+    return E2BLocal(url, key, pid, log, teams)
 
 
 API_KEY_SECRET = ("e2b-system", "e2b-api-key")
@@ -99,11 +132,16 @@ def start_operator(
     workdir: Path, cluster: LocalCluster, e2b: E2BLocal, extra_env: dict[str, str] | None = None
 ) -> Operator:
     """Run the operator as ``kopf run`` would in a pod: E2B endpoint from the environment,
-    API key from the Secret (see ``store_api_key``)."""
+    API key from the Secret (see ``store_api_key``), /metrics on a free loopback port."""
     log = workdir / "logs" / "operator.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
     env.update({"E2B_API_URL": e2b.url, "E2B_SANDBOX_URL": e2b.url})
     env["E2B_API_KEY_SECRET"] = "/".join(API_KEY_SECRET)
+    # e2b-local enforces no rate limits unless told to: pace as it does (tests and benchmarks
+    # that turn its limits on pass the matching preset).
+    env["E2B_OPERATOR_RATE_PRESET"] = "unlimited"
+    env["E2B_OPERATOR_METRICS_ADDRESS"] = "127.0.0.1"
+    env["E2B_OPERATOR_METRICS_PORT"] = str(processes.free_port())
     env.update(extra_env or {})
     env["KUBECONFIG"] = str(cluster.kubeconfig)
     env.setdefault("MALLOC_ARENA_MAX", "2")  # as manifests/install/deployment.yaml sets it
@@ -155,7 +193,7 @@ def start_gateway(workdir: Path, cluster: LocalCluster, namespace: str = "defaul
     return Gateway(url, pid, log)
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str | urllib.request.Request) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status < 300

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,9 @@ ALLOWED = [
     ("patch", "events", "-n", "default"),
     ("create", "events.events.k8s.io", "-n", "default"),
     ("patch", "events.events.k8s.io", "-n", "default"),
+    ("create", "leases.coordination.k8s.io", "-n", "e2b-system"),
+    ("get", "leases.coordination.k8s.io/e2b-operator", "-n", "e2b-system"),
+    ("update", "leases.coordination.k8s.io/e2b-operator", "-n", "e2b-system"),
 ]
 DENIED = [
     ("list", "secrets"),
@@ -45,6 +49,11 @@ DENIED = [
     ("patch", "kopfpeerings.kopf.dev", "-n", "e2b-system"),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("delete", "events", "-n", "default"),
+    ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "e2b-system"),
+    ("delete", "leases.coordination.k8s.io/e2b-operator", "-n", "e2b-system"),
+    ("list", "leases.coordination.k8s.io", "-n", "e2b-system"),
+    ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
+    ("update", "leases.coordination.k8s.io/e2b-operator", "-n", "kube-system"),
 ]
 GATEWAY_ALLOWED = [
     ("create", "tokenreviews.authentication.k8s.io"),
@@ -93,8 +102,11 @@ def test_server_dry_run(kube: LocalCluster, system_namespace: None) -> None:
         "serviceaccount/e2b-operator",
         "clusterrole.rbac.authorization.k8s.io/e2b-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/e2b-operator",
+        "role.rbac.authorization.k8s.io/e2b-operator-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/e2b-operator-leader-election",
         "configmap/e2b-operator-settings",
         "deployment.apps/e2b-operator",
+        "service/e2b-operator-metrics",
         "serviceaccount/e2b-operator-gateway",
         "clusterrole.rbac.authorization.k8s.io/e2b-operator-gateway",
         "clusterrolebinding.rbac.authorization.k8s.io/e2b-operator-gateway",
@@ -113,7 +125,9 @@ def test_deployment(kube: LocalCluster, installed: str) -> None:
         kube.kubectl("-n", "e2b-system", "get", "deployment", "e2b-operator", "-o", "json").stdout
     )
     spec = got["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas behind a Lease; a rolling update starts the new pod (standby) first.
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "e2b-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -127,6 +141,8 @@ def test_deployment(kube: LocalCluster, installed: str) -> None:
     }
     assert container["envFrom"] == [{"configMapRef": {"name": "e2b-operator-settings"}}]
     assert {"name": "E2B_API_KEY_SECRET", "value": "e2b-system/e2b-api-key"} in container["env"]
+    assert {"name": "E2B_OPERATOR_LEASE", "value": "e2b-system/e2b-operator"} in container["env"]
+    assert {"name": "E2B_OPERATOR_STANDBY_HEALTH", "value": "0.0.0.0:8080"} in container["env"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
@@ -152,31 +168,81 @@ def test_gateway_deployment(kube: LocalCluster, installed: str) -> None:
     assert service["ports"][0]["targetPort"] == "http"
 
 
-def _can(kube: LocalCluster, who: str, verb: str, resource: str, *flags: str) -> bool:
-    flags = flags or ("--all-namespaces",)
-    out = kube.kubectl("auth", "can-i", verb, resource, f"--as={who}", *flags, check=False)
-    assert out.stdout.strip() in ("yes", "no"), out.stderr
-    return out.returncode == 0
+def _review(who: str, verb: str, resource: str, *flags: str) -> dict[str, Any]:
+    """The SelfSubjectAccessReview `kubectl auth can-i VERB RESOURCE FLAGS --as=WHO` sends:
+    RESOURCE is resource[.group][/name]; flags -n NS and --subresource=S, the namespace
+    `default` unless -n says otherwise (no flags at all: --all-namespaces)."""
+    resource, _, name = resource.partition("/")
+    resource, _, group = resource.partition(".")
+    attributes = {"verb": verb, "resource": resource, "group": group, "name": name}
+    attributes["namespace"] = "default" if flags else ""
+    args = iter(flags)
+    for flag in args:
+        if flag == "-n":
+            attributes["namespace"] = next(args)
+        elif flag.startswith("--subresource="):
+            attributes["subresource"] = flag.split("=", 1)[1]
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+
+
+CHECKS = {
+    OPERATOR: ALLOWED + DENIED,
+    GATEWAY: GATEWAY_ALLOWED + GATEWAY_DENIED,
+}
+
+
+def _documents(text: str) -> list[dict[str, Any]]:
+    """kubectl's -o json of several objects: JSON documents one after another (or a List)."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        while text[at].isspace():
+            at += 1
+        doc, at = decoder.raw_decode(text, at)
+        docs += doc["items"] if doc.get("kind") == "List" else [doc]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def allowed(kube: LocalCluster, installed: str) -> dict[tuple[str, tuple[str, ...]], bool]:
+    """The apiserver's RBAC answer to every check, as each ServiceAccount (impersonated, as
+    `kubectl auth can-i --as` does): one kubectl call per account, not one per check."""
+    answers = {}
+    for who, checks in CHECKS.items():
+        reviews = [_review(who, *check) for check in checks]
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": reviews})
+        out = kube.kubectl("create", "-f", "-", "-o", "json", f"--as={who}", input=text)
+        items = _documents(out.stdout)
+        assert len(items) == len(checks), out.stdout + out.stderr
+        for check, review, item in zip(checks, reviews, items, strict=True):
+            sent = {k: v for k, v in review["spec"]["resourceAttributes"].items() if v}
+            got = item["spec"]["resourceAttributes"]
+            assert {k: got.get(k) for k in sent} == sent, (check, got)
+            answers[who, check] = item["status"]["allowed"]
+    return answers
 
 
 @pytest.mark.parametrize("check", ALLOWED, ids=" ".join)
-def test_operator_may(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert _can(kube, OPERATOR, *check)
+def test_operator_may(allowed, check: tuple[str, ...]) -> None:
+    assert allowed[OPERATOR, check]
 
 
 @pytest.mark.parametrize("check", DENIED, ids=" ".join)
-def test_operator_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert not _can(kube, OPERATOR, *check)
+def test_operator_may_not(allowed, check: tuple[str, ...]) -> None:
+    assert not allowed[OPERATOR, check]
 
 
 @pytest.mark.parametrize("check", GATEWAY_ALLOWED, ids=" ".join)
-def test_gateway_may(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert _can(kube, GATEWAY, *check)
+def test_gateway_may(allowed, check: tuple[str, ...]) -> None:
+    assert allowed[GATEWAY, check]
 
 
 @pytest.mark.parametrize("check", GATEWAY_DENIED, ids=" ".join)
-def test_gateway_may_not(kube: LocalCluster, installed: str, check: tuple[str, ...]) -> None:
-    assert not _can(kube, GATEWAY, *check)
+def test_gateway_may_not(allowed, check: tuple[str, ...]) -> None:
+    assert not allowed[GATEWAY, check]
 
 
 def test_argocd_health_checks_merge_into_argocd_cm(kube: LocalCluster) -> None:

@@ -63,7 +63,7 @@ def resolve(*, build: bool = True, log=print) -> KubeBinaries:
     found = _from_assets() or _from_path()
     if found:
         return found
-    with _locked(cache_dir()):
+    with locked(cache_dir()):
         cached = _from_cache(cache_dir(), log)
         if cached:
             return cached
@@ -181,8 +181,8 @@ def _fetch(url: str, dest: Path) -> None:
 
 
 @contextmanager
-def _locked(d: Path) -> Iterator[None]:
-    """Serialise builds of one version across processes."""
+def locked(d: Path) -> Iterator[None]:
+    """Serialise builds of one version (the directory d) across processes."""
     d.parent.mkdir(parents=True, exist_ok=True)
     with (d.parent / f".{d.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

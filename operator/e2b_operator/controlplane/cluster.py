@@ -115,7 +115,9 @@ class LocalCluster:
         cmd = [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
         proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+            error = subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+            error.add_note(f"kubectl said: {proc.stderr.strip()}")
+            raise error
         return proc
 
     def install_crds(self, crd_dir: Path) -> None:

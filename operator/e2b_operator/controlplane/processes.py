@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -31,11 +32,21 @@ def spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None)
             start_new_session=True,
             env=env,
         )
+    # Popen returns once the exec is past its point of no return, but before the kernel has
+    # set up the new argv: /proc/<pid>/cmdline reads empty for a moment (often, under load),
+    # and alive(pid, name) would call the new process gone. Return once its argv shows.
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if cmdline.read_bytes():
+                break
+        time.sleep(0.001)
     return proc.pid
 
 
 def alive(pid: int, name: str | None = None) -> bool:
-    """True if ``pid`` runs (and its command line mentions ``name``, guarding PID reuse)."""
+    """True if ``pid`` runs (and is the program ``name``: the file name of its first or second
+    argument contains it, as ``etcd`` or ``python3 .../kopf``; guards against PID reuse)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,25 +58,37 @@ def alive(pid: int, name: str | None = None) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
-        return name is None or name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2]
     except (OSError, IndexError):
         return False
+    return name is None or any(name.encode() in os.path.basename(a) for a in argv)
 
 
 def stop(pid: int, name: str | None = None, timeout: float = 10.0) -> None:
-    """SIGTERM ``pid``, then SIGKILL it if it is still there after ``timeout`` seconds."""
+    """SIGTERM ``pid``, then SIGKILL it if it is still there after ``timeout`` seconds.
+
+    Signals go through a pidfd, never the bare PID: on a busy host (pid_max 32768) a PID is
+    reused within seconds of its process ending, and a SIGKILL sent by number after the wait
+    would hit whatever process got it next."""
     if not alive(pid, name):
         return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not alive(pid, name):  # the pidfd pins the PID: this is still the process we meant
             return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not alive(pid):
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
                 return
-            time.sleep(0.05)
+            if select.select([fd], [], [], wait)[0]:  # readable once it has exited
+                return
+    finally:
+        os.close(fd)
+        _reap(pid)
 
 
 def wait_until(
