@@ -770,7 +770,7 @@ async def measure(
     results: Results,
     log: Callable[[str], None],
     *,
-    scale_only: bool = False,
+    only: str | None = None,
 ) -> None:
     api = await kube_api(stack.cluster.kubeconfig)
     custom = client.CustomObjectsApi(api)
@@ -779,9 +779,9 @@ async def measure(
     bench = Bench(stack, custom, tracker, sizes, results, log)
     try:
         await bench.template_ready()
-        if scale_only:
-            log(f"-- scale: {sizes.scale} one-replica deployments, default health checks")
-            await bench.at_scale()
+        if only is not None:
+            log(f"-- {only} only")
+            await getattr(bench, only)()
             return
         phases = (
             bench.gateway,
@@ -820,11 +820,27 @@ async def measure(
         await api.close()
 
 
+ROWS = (
+    "gateway",
+    "apply_to_ready",
+    "slow_app",
+    "killed_sandbox",
+    "scale_up",
+    "many_deployments",
+    "at_scale",
+    "scale_up_pro",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--scale", type=int, help="deployments of the scale row (default 1000)")
-    parser.add_argument("--scale-only", action="store_true", help="run only the scale row")
+    parser.add_argument(
+        "--only",
+        choices=ROWS,
+        help="run only this row (at_scale: the scale row; the others for iterating)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="whole-run limit (s)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
@@ -841,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
     aborted = ""
     try:
         stack = start_stack(workdir, sizes, log)
-        run = measure(stack, sizes, results, log, scale_only=args.scale_only)
+        run = measure(stack, sizes, results, log, only=args.only)
         asyncio.run(asyncio.wait_for(run, args.timeout))
     except Exception as exc:  # report, then clean up
         aborted = f"run aborted: {type(exc).__name__}: {exc}"
