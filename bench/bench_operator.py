@@ -519,14 +519,18 @@ class Bench:
         n, name = self.sizes.replicas, "scale"
         await self.create(deployment_manifest(name, 0))
         await self.tracker.until([name], ready_with(0), 0, timeout=60)
+        metrics = Metrics(self.stack.cluster)
+        writes = await metrics.writes()
         await self.scale(name, n)
         t0 = time.perf_counter()
         ready = await self.tracker.until([name], ready_with(n), t0, timeout=300)
         took = ready[name] - t0
+        writes = Metrics.delta(writes, await metrics.writes())
         self.results.add(
             f"0 -> {n} replicas (scale subresource)", f"{took:.2f} s", "<= 5 s", took <= 5
         )
         self.results.notes.append(f"scale-up progress: {self.progress(name, t0)}")
+        self.results.notes.append(f"API writes while scaling up: {Metrics.detail(writes)}")
         await self.delete(name)
         await self.tracker.until_gone([name], timeout=120)
         await self.no_sandboxes(timeout=120)
@@ -695,9 +699,7 @@ class Bench:
             "<= 25 %",
             cpu / self.sizes.idle_seconds <= 0.25,
         )
-        delta = {k: after.get(k, 0) - v for k, v in before.items()}
-        delta.update({k: v for k, v in after.items() if k not in before})
-        delta = {k: v for k, v in delta.items() if v}
+        delta = Metrics.delta(before, after)
         total = sum(delta.values())
         self.results.add(
             f"API writes in {self.sizes.idle_seconds:.0f} s idle",
@@ -706,8 +708,7 @@ class Bench:
             total == 0,
         )
         if delta:
-            detail = ", ".join(f"{v:.0f} {verb} {res}" for (verb, res), v in sorted(delta.items()))
-            self.results.notes.append(f"idle writes: {detail}")
+            self.results.notes.append(f"idle writes: {Metrics.detail(delta)}")
 
 
 class Metrics:
@@ -736,6 +737,18 @@ class Metrics:
                     key = (verb, resource)
                     totals[key] = totals.get(key, 0) + float(m["value"])
         return totals
+
+    @staticmethod
+    def delta(
+        before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+    ) -> dict[tuple[str, str], float]:
+        """The writes made between two readings of ``writes``."""
+        keys = set(before) | set(after)
+        return {k: d for k in keys if (d := after.get(k, 0) - before.get(k, 0))}
+
+    @staticmethod
+    def detail(delta: dict[tuple[str, str], float]) -> str:
+        return ", ".join(f"{v:.0f} {verb} {res}" for (verb, res), v in sorted(delta.items()))
 
     async def settle(self, quiet: float, timeout: float) -> float:
         """Wait until ``quiet`` seconds pass without a write (at most ``timeout``)."""

@@ -369,3 +369,39 @@ async def test_stopping_gives_up_creates_in_flight_without_waiting_for_their_com
     await asyncio.wait_for(deployments.stop(loop.services, wait=0.05), timeout=5)
     await asyncio.sleep(0)
     assert task.cancelled() and cleaned == ["gave up"]
+
+
+async def test_a_create_that_ends_while_health_is_checked_is_not_made_twice() -> None:
+    """A pass takes the sandboxes, checks the due ones, then decides: a create that ends
+    entirely during those checks was in neither the sandboxes nor the creates in flight it
+    saw, and its slot was created again (then the extra killed as a Duplicate)."""
+    loop = Loop(replicas=1)
+    await loop.step()
+    await loop.step()
+    (first,) = loop.backend.sandboxes
+    gate = asyncio.Event()
+    create, run = loop.backend.create, loop.backend.run
+
+    async def held_create(*args: Any, **kwargs: Any) -> str:
+        await gate.wait()
+        return await create(*args, **kwargs)
+
+    async def run_while_the_create_ends(sandbox_id: str, command: str, **kw: Any) -> CommandOutcome:
+        if sandbox_id == first and not gate.is_set():
+            gate.set()
+            await asyncio.gather(*loop.state.tasks)  # the create ends: made, set up, checked
+        return await run(sandbox_id, command, **kw)
+
+    loop.backend.create = held_create  # type: ignore[method-assign]
+    loop.backend.run = run_while_the_create_ends  # type: ignore[method-assign]
+    raw = dict(loop.body)
+    raw["spec"] = {**raw["spec"], "replicas": 2}
+    loop.body = kopf.Body({**raw, "metadata": {**raw["metadata"], "generation": 2}})
+    assert loop.services.lister is not None
+    await loop.services.lister.refresh()
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)  # starts it
+    assert loop.state.creating == {1}
+    loop.state.health[first] = health.Health()  # due in the next pass
+    await loop.step()  # checks `first` while the create ends
+    assert loop.backend.calls.count("create") == 2, loop.backend.calls
+    assert len(loop.backend.sandboxes) == 2

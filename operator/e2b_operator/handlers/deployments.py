@@ -185,8 +185,13 @@ async def observe(
     except SecretNotText as exc:
         problem = Problem("SecretNotText", str(exc), stalled=True)
     backend_error: Problem | None = None
+    creating = frozenset(state.creating)
     try:
         listed = await services.lister.sandboxes(target.uid)
+        # The creates in flight, taken with the sandboxes (no await between): a create that
+        # ends while this pass checks health is in one or the other, never missing from
+        # both (its slot was created again, then the extra killed as a Duplicate).
+        creating = frozenset(state.creating)
         sandboxes = state.expectations.apply(listed, time.monotonic(), services.lister.listed_at)
         known = {s.sandbox_id for s in sandboxes}
         state.health = {sid: h for sid, h in state.health.items() if sid in known}
@@ -212,7 +217,7 @@ async def observe(
         has_health_check=bool(tspec and tspec.hooks and tspec.hooks.health_check),
         problem=problem,
         backend_error=backend_error,
-        creating=frozenset(state.creating),
+        creating=creating,
         throttle=services.backend.pacer.throttle(target.uid),
         create_budget=services.settings.create_batch_max,
         backoff_cap=services.settings.error_backoff_max_seconds,
