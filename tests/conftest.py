@@ -72,6 +72,8 @@ class OperatorProcess:
         # E2B's Pro limits, the operator's own default: test_limits turns e2b-local's on and
         # needs no restart of its own; elsewhere e2b-local has none, and 5 creates/s is ample.
         "E2B_OPERATOR_RATE_PRESET": "pro",
+        # A create that gets no answer is sent again after 5 s, not 10 (test_failures).
+        "E2B_CREATE_TIMEOUT": "5",
     }
 
     def __init__(self, workdir: Path, kube: LocalCluster, e2b: localstack.E2BLocal) -> None:

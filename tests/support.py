@@ -61,6 +61,21 @@ def is_true(obj: dict[str, Any], type_: str) -> bool:
     return condition(obj, type_).get("status") == "True"
 
 
+@contextlib.contextmanager
+def faults(e2b: E2BLocal, spec: str) -> Iterator[list[dict[str, Any]]]:
+    """e2b-local answers as ``spec`` says (see e2b_local/faults.py) while the block runs;
+    the list yielded holds the rules (with their hits) when it ends."""
+    headers = {"X-API-Key": e2b.api_key}
+    url = f"{e2b.url}/admin/faults"
+    httpx.post(url, json={"spec": spec}, headers=headers).raise_for_status()
+    rules: list[dict[str, Any]] = []
+    try:
+        yield rules
+    finally:
+        rules += httpx.get(url, headers=headers).json()["rules"]
+        httpx.delete(url, headers=headers).raise_for_status()
+
+
 def sandboxes(e2b: E2BLocal, *, team_key: str | None = None, **metadata: str) -> list[Any]:
     """What the SDK itself lists, by metadata (with ``team_key``: as that e2b-local team)."""
     pages = Sandbox.list(

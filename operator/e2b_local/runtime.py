@@ -84,6 +84,8 @@ class Runtime:
         self.limiter = limiter or Limiter()
         self.sandboxes: dict[str, SandboxRecord] = {}
         self.idempotency: dict[tuple[str, str], str] = {}
+        self._keyed: dict[tuple[str, str], asyncio.Future[SandboxRecord]] = {}
+        """Keyed creates still starting."""
         self._starting: Counter[str] = Counter()
         self._reaper: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
@@ -173,10 +175,42 @@ class Runtime:
         auto_resume: bool,
         idempotency_key: str | None,
     ) -> SandboxRecord:
-        if idempotency_key and (team, idempotency_key) in self.idempotency:
-            existing = self.sandboxes.get(self.idempotency[team, idempotency_key])
+        """A new sandbox; a key given before returns that create's sandbox, also while it
+        still starts (a client that stopped waiting sends the same create again)."""
+        args = (team, template_ref, timeout, metadata, env_vars, allow_internet, auto_pause)
+        if not idempotency_key:
+            return await self._create(*args, auto_resume, None)
+        key = (team, idempotency_key)
+        if key in self.idempotency:
+            existing = self.sandboxes.get(self.idempotency[key])
             if existing is not None:
                 return existing
+        starting = self._keyed.get(key)
+        if starting is None:
+            starting = asyncio.ensure_future(self._create(*args, auto_resume, idempotency_key))
+            self._keyed[key] = starting
+
+            def settled(task: asyncio.Future[SandboxRecord]) -> None:
+                del self._keyed[key]
+                if not task.cancelled():
+                    task.exception()  # seen, even if every request for it went away
+
+            starting.add_done_callback(settled)
+        # Shielded: a request that goes away leaves the create to the one sent again.
+        return await asyncio.shield(starting)
+
+    async def _create(
+        self,
+        team: str,
+        template_ref: str,
+        timeout: int,
+        metadata: dict[str, str],
+        env_vars: dict[str, str],
+        allow_internet: bool,
+        auto_pause: bool,
+        auto_resume: bool,
+        idempotency_key: str | None,
+    ) -> SandboxRecord:
         try:
             await self.templates.ensure_builtin(template_ref)
         except BuildError as e:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from e2b import Sandbox
 
@@ -19,6 +18,7 @@ from support import (
     condition,
     connect,
     deployment,
+    faults,
     get,
     is_true,
     owned,
@@ -221,20 +221,15 @@ def test_unknown_template_stalls_then_recovers(kube, namespace, operator) -> Non
 
 
 def test_backend_errors_back_off_and_converge(kube, namespace, e2b, app, operator) -> None:
-    headers = {"X-API-Key": e2b.api_key}
     # The first calls surely fail (429s, then 503s); then at random. Shares below 1 alone
     # left it to chance: a run with no 429 at all passed as well.
-    faults = (
+    spec = (
         "429:1:2@/v2/sandboxes,503:1:4@/v2/sandboxes,"
         "503:0.5:6@/v2/sandboxes,429:0.5:4@/v2/sandboxes,delay=0.3:0.3:10"
     )
-    httpx.post(f"{e2b.url}/admin/faults", json={"spec": faults}, headers=headers).raise_for_status()
-    try:
+    with faults(e2b, spec) as rules:
         apply(kube, namespace, deployment("flaky", app, replicas=3))
         obj = wait_for(ready(kube, namespace, "flaky", 3), 180, "converged", operator.tail)
-        rules = httpx.get(f"{e2b.url}/admin/faults", headers=headers).json()["rules"]
-    finally:
-        httpx.delete(f"{e2b.url}/admin/faults", headers=headers).raise_for_status()
     assert [r["hits"] for r in rules[:2]] == [2, 4], rules  # E2B did answer 429 and 503
     assert len(owned(e2b, obj)) == 3
 

@@ -16,6 +16,7 @@ from support import (
     condition,
     connect,
     deployment,
+    faults,
     get,
     owned,
     ready,
@@ -220,3 +221,19 @@ def test_a_template_deleted_in_use_says_so_once_and_waits_quietly(
         "the template deleted once unused",
         operator.tail,
     )
+
+
+def test_a_create_that_gets_no_answer_is_sent_again_with_its_key(
+    kube, namespace, e2b, app, operator
+) -> None:
+    """E2B took a create and never answered: the same create goes again with the same
+    idempotency key after E2B_CREATE_TIMEOUT, within the same try (it waited the request
+    timeout, failed with BackendTimeout and backed off)."""
+    with faults(e2b, "timeout=120:1:1@/v2/sandboxes") as rules:
+        apply(kube, namespace, deployment("unanswered", app, replicas=1))
+        obj = wait_for(ready(kube, namespace, "unanswered", 1), 120, "Ready", operator.tail)
+    assert rules[0]["hits"] == 1, rules  # a create did hang
+    assert len(owned(e2b, obj)) == 1
+    events = json.loads(kube.kubectl("-n", namespace, "get", "events", "-o", "json").stdout)
+    reasons = [e["reason"] for e in events["items"]]
+    assert "Created" in reasons and "BackendTimeout" not in reasons, reasons

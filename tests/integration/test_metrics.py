@@ -3,24 +3,17 @@ deployment comes up, E2B answers 503 and the deployment goes away."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import httpx
-
-from e2b_operator.localstack import E2BLocal
-from support import apply, deployment, get, sample, scrape, template, wait_condition, wait_for
-
-
-@contextlib.contextmanager
-def faults(e2b: E2BLocal, spec: str) -> Iterator[None]:
-    """e2b-local answers as ``spec`` says (see e2b_local/faults.py) while the block runs."""
-    headers = {"X-API-Key": e2b.api_key}
-    httpx.post(f"{e2b.url}/admin/faults", json={"spec": spec}, headers=headers).raise_for_status()
-    try:
-        yield
-    finally:
-        httpx.delete(f"{e2b.url}/admin/faults", headers=headers).raise_for_status()
+from support import (
+    apply,
+    deployment,
+    faults,
+    get,
+    sample,
+    scrape,
+    template,
+    wait_condition,
+    wait_for,
+)
 
 
 def test_series_follow_a_deployment_and_e2b_errors(kube, namespace, e2b, operator) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
@@ -158,6 +159,26 @@ def test_idempotency_key(local: LocalServer) -> None:
         assert a.sandbox_id == b.sandbox_id
     finally:
         a.kill()
+
+
+def test_idempotency_key_sent_again_while_the_first_create_starts(local: LocalServer) -> None:
+    """A client that stopped waiting sends the same create again while the first still
+    starts: one sandbox, returned to both (it made two)."""
+    meta = {"suite": "sync-same-key"}
+    with ThreadPoolExecutor(2) as pool:
+        made = list(
+            pool.map(
+                lambda _: Sandbox.create(idempotency_key="same-key-2", metadata=meta, **local.kw),
+                range(2),
+            )
+        )
+    try:
+        assert made[0].sandbox_id == made[1].sandbox_id
+        listed = Sandbox.list(query=SandboxQuery(metadata=meta), **local.kw).next_items()
+        assert [s.sandbox_id for s in listed] == [made[0].sandbox_id]
+    finally:
+        for s in {s.sandbox_id: s for s in made}.values():
+            s.kill()
 
 
 def test_expiry_kills_or_pauses(local: LocalServer) -> None:

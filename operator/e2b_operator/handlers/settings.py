@@ -111,6 +111,7 @@ def connection_from_env() -> Connection:
         domain=os.environ.get("E2B_DOMAIN") or None,
         request_timeout=_float("E2B_REQUEST_TIMEOUT", 30.0),
         retries=int(_float("E2B_RETRIES", 1)),
+        create_timeout=_float("E2B_CREATE_TIMEOUT", 10.0),
     )
 
 

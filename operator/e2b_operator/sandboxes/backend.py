@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import shlex
 import time
 from collections import OrderedDict
@@ -22,9 +23,11 @@ from e2b import (
 
 from ..reconcile.observed import CommandOutcome, ObservedSandbox
 from .connection import Connection
-from .errors import SandboxGone, calling, translated
+from .errors import BackendError, SandboxGone, calling, translated
 from .pacer import Pacer
 from .ratelimit import Endpoint
+
+log = logging.getLogger(__name__)
 
 LIST_PAGE = 100
 HANDLE_CACHE = 256
@@ -37,6 +40,11 @@ QUICK_CALL_SECONDS = 10.0
 set_timeout): one E2B does not answer fails in seconds, not after the connection's request
 timeout (30 s) that a create may need, holding a deployment's pass (or the shared listing)
 that long after an outage ended."""
+CREATE_ATTEMPTS = 3
+"""Tries of one create whose answer does not come in ``Connection.create_timeout``: each is
+sent with the same idempotency key, so a request E2B took but never answered (hung, its
+answer lost) costs that timeout, not the connection's request timeout, and makes no second
+sandbox."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -75,6 +83,10 @@ class SandboxBackend:
             **self._opts,
             "request_timeout": min(connection.request_timeout, QUICK_CALL_SECONDS),
         }
+        self._create_opts = {
+            **self._opts,
+            "request_timeout": min(connection.request_timeout, connection.create_timeout),
+        }
         # Connected sandboxes (each holds its own envd clients), most recently used last.
         self._handles: OrderedDict[str, AsyncSandbox] = OrderedDict()
 
@@ -112,18 +124,26 @@ class SandboxBackend:
     ) -> str:
         """Create a sandbox; a repeated ``idempotency_key`` returns the same sandbox. Waits
         for ``turn``'s turn (fair among deployments), the create rate and E2B's cap; a 429
-        raises (RateLimited or CapacityExhausted) after slowing the pacer down."""
+        raises (RateLimited or CapacityExhausted) after slowing the pacer down. A create not
+        answered in time is sent again at once with the same key (CREATE_ATTEMPTS)."""
         async with self.pacer.turn(turn, abandon):
-            with calling("SandboxBackend.create"):
-                sbx = await AsyncSandbox.create(
-                    template=template,
-                    timeout=timeout,
-                    metadata=metadata,
-                    envs=envs,
-                    allow_internet_access=internet,
-                    idempotency_key=idempotency_key,
-                    **self._opts,
-                )
+            for attempt in range(1, CREATE_ATTEMPTS + 1):
+                try:
+                    with calling("SandboxBackend.create"):
+                        sbx = await AsyncSandbox.create(
+                            template=template,
+                            timeout=timeout,
+                            metadata=metadata,
+                            envs=envs,
+                            allow_internet_access=internet,
+                            idempotency_key=idempotency_key,
+                            **self._create_opts,
+                        )
+                    break
+                except BackendError as exc:
+                    if exc.reason != "BackendTimeout" or attempt == CREATE_ATTEMPTS:
+                        raise
+                    log.info("a create got no answer in time: sending it again (same key)")
         self._keep(sbx)
         return sbx.sandbox_id
 

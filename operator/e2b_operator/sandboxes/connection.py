@@ -17,6 +17,9 @@ class Connection:
     domain: str | None = None
     request_timeout: float = 30.0
     retries: int = 1
+    create_timeout: float = 10.0
+    """How long one create waits for E2B's answer before it is sent again with the same
+    idempotency key (the same sandbox, if the first reached E2B)."""
 
     def __repr__(self) -> str:
         return f"Connection(api_url={self.api_url!r}, domain={self.domain!r}, api_key=<hidden>)"
