@@ -34,7 +34,7 @@ def test_a_bucket_paces_strictly_at_its_rate() -> None:
     assert max(sum(1 for t in times if s <= t < s + 1) for s in times) == 5
 
 
-def test_a_429_halves_the_rate_honours_retry_after_and_recovers_gradually() -> None:
+def test_a_429_halves_the_rate_honours_retry_after_and_doubles_back() -> None:
     bucket = Bucket(5.0)
     assert bucket.take(0.0) == 0
     bucket.throttled(0.1, retry_after=2.0)
@@ -43,11 +43,26 @@ def test_a_429_halves_the_rate_honours_retry_after_and_recovers_gradually() -> N
     bucket.throttled(0.2, retry_after=None)  # the same burst of 429s: one slowdown
     assert bucket.rate == 2.5
     assert bucket.take(2.1) == 0
-    rates = []
-    while bucket.slowed:
-        bucket.succeeded()
-        rates.append(bucket.rate)
-    assert 3 <= len(rates) <= 20 and rates == sorted(rates) and rates[-1] == 5.0
+    bucket.succeeded(0.2)
+    assert bucket.rate == 2.5  # no time has passed without a 429
+    bucket.succeeded(0.7)
+    assert bucket.rate == pytest.approx(2.5 * 2**0.5)  # half a doubling
+    bucket.succeeded(1.2)
+    assert bucket.rate == 5.0 and not bucket.slowed  # never above the limit
+
+
+def test_from_the_floor_back_to_the_limit_in_seconds() -> None:
+    bucket = Bucket(5.0)
+    for i in range(20):
+        bucket.throttled(float(i * 2), retry_after=None)
+    assert bucket.rate == MIN_RATE
+    now, calls = 40.0, 0
+    while bucket.slowed:  # one call at each turn the bucket gives
+        now += bucket.wait(now)
+        assert bucket.take(now) == 0
+        bucket.succeeded(now)
+        calls += 1
+    assert now - 40.0 < 10 and calls < 15
 
 
 def test_repeated_429s_slow_down_to_a_floor() -> None:
@@ -63,9 +78,11 @@ def test_an_unlimited_bucket_slows_down_from_what_it_observed() -> None:
         assert bucket.take(i * 0.01) == 0  # 40 calls in 0.4 s: no pacing
     bucket.throttled(0.5, retry_after=None)
     assert bucket.rate == 20.0  # half the 40/s it saw
+    now = 0.5
     while bucket.slowed:
-        bucket.succeeded()
-    assert bucket.rate == math.inf  # unlimited again after enough successes
+        now += 0.1
+        bucket.succeeded(now)
+    assert bucket.rate == math.inf and now < 7  # unlimited again after seconds of successes
 
 
 def test_the_sandbox_cap_holds_then_probes_one_at_a_time() -> None:

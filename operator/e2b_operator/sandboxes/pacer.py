@@ -219,7 +219,7 @@ class Pacer:
             self._outage = True
 
     def _succeeded(self, endpoint: Endpoint) -> None:
-        self.buckets[endpoint].succeeded()
+        self.buckets[endpoint].succeeded(self.clock())
         if endpoint is Endpoint.CREATE:
             self.capacity.created()
         elif endpoint in (Endpoint.KILL, Endpoint.PAUSE) and self.capacity.since is not None:

@@ -4,7 +4,7 @@ E2B publishes its limits per team (docs, sandbox/rate-limits): Pro 5 sandbox cre
 100 concurrent sandboxes, Hobby 1 create/s and 20; the lifecycle API (list, connect,
 timeout, pause, kill) 20,000 requests per 30 s. Beyond a limit it answers 429. A `Bucket`
 paces one endpoint class at its configured rate, slows down on a 429 (halves, honours
-Retry-After) and recovers gradually on success; `Capacity` holds creates while E2B says
+Retry-After) and doubles back on success; `Capacity` holds creates while E2B says
 the concurrent-sandbox cap is reached. Both take `now` (seconds, monotonic) as an argument,
 so tests drive them with a fake clock.
 """
@@ -46,9 +46,10 @@ SLOWDOWN = 0.5
 """A 429 halves the rate ..."""
 SLOWDOWN_EVERY = 1.0
 """... at most once per this many seconds (a burst of 429s is one signal)."""
-RECOVERY = 1.1
-"""Each success after a slowdown raises the rate by 10 % (plus RECOVERY_STEP) ..."""
-RECOVERY_STEP = 0.05
+RECOVERY_DOUBLING = 1.0
+"""After a slowdown the rate doubles per this many seconds of calls going through (no 429),
+as TCP's slow start: back from the floor to 5/s in under 5 s, where a step per success took
+about 30 s at that floor's few calls per second ..."""
 UNLIMITED_AGAIN = 1000.0
 """... up to the configured rate; an unlimited bucket is unlimited again past this."""
 WINDOW = 1.0
@@ -68,6 +69,7 @@ class Bucket:
     """Nothing before this (Retry-After, or one interval after a 429)."""
     _next: float = 0.0
     _slowed_at: float = -math.inf
+    _recovered_at: float = 0.0
     _grants: deque[float] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
@@ -103,15 +105,17 @@ class Bucket:
             base = self.rate if math.isfinite(self.rate) else max(observed, MIN_RATE)
             self.rate = max(MIN_RATE, base * SLOWDOWN)
             self._slowed_at = now
+        self._recovered_at = now
         pause = retry_after if retry_after is not None and retry_after > 0 else 1.0 / self.rate
         self.blocked_until = max(self.blocked_until, now + pause)
         self._next = max(self._next, self.blocked_until)
 
-    def succeeded(self) -> None:
-        """A call went through: recover gradually toward the limit."""
+    def succeeded(self, now: float) -> None:
+        """A call went through: after a slowdown, speed up again (RECOVERY_DOUBLING)."""
         if not self.slowed:
             return
-        rate = self.rate * RECOVERY + RECOVERY_STEP
+        rate = self.rate * 2 ** (max(now - self._recovered_at, 0.0) / RECOVERY_DOUBLING)
+        self._recovered_at = now
         if not math.isfinite(self.limit) and rate >= UNLIMITED_AGAIN:
             rate = self.limit
         self.rate = min(self.limit, rate)
