@@ -94,6 +94,18 @@ def test_scale_down_removes_highest_indexes() -> None:
     assert plan.create == []
 
 
+def test_a_scale_down_is_done_only_once_its_kills_are_made() -> None:
+    """The status is written before the kills: saying Ready then, it stayed Ready (listing
+    sandboxes already gone) when the operator died before the next pass."""
+    boxes = [sbx(f"s{i}", i) for i in range(3)]
+    plan = decide(observe(spec(replicas=1), boxes, healthy=[b.sandbox_id for b in boxes]))
+    assert len(plan.delete) == 2
+    assert conditions(plan)["Ready"] == ("False", "RolloutInProgress")
+    assert "deleting 2" in {c.type: c for c in plan.status.conditions}["Ready"].message
+    after = decide(observe(spec(replicas=1), boxes[:1], healthy=["s0"]))
+    assert conditions(after)["Ready"] == ("True", "SandboxesReady") and after.idle
+
+
 def test_duplicates_in_a_slot_keep_one() -> None:
     boxes = [sbx("a", 0), sbx("dup", 0), sbx("b", 1)]
     plan = decide(observe(spec(replicas=2), boxes, healthy=["a", "b"]))

@@ -536,8 +536,12 @@ def _conditions(
     spec = obs.spec
     desired = spec.replicas
     problem = obs.problem or obs.backend_error or _template_problem(obs)
+    # Not while sandboxes are still to be killed: a status saying done before the kills
+    # (written first) stayed done if the operator died before making them.
     converged = (
-        updated_ready == desired and existing == desired and not plan.create and not obs.creating
+        updated_ready == desired
+        and existing == desired
+        and not (plan.create or obs.creating or plan.delete)
     )
     late = (obs.now - progress_since).total_seconds() > spec.progress_deadline_seconds
     if problem is None and not converged and not spec.paused and late:
