@@ -39,9 +39,11 @@ def test_a_paused_or_resumed_sandbox_has_that_state_until_a_later_listing() -> N
     e = Expectations()
     e.expect_state("a", "paused", now=5.0)
     # the listing was asked for before the pause returned: it still says running
-    assert [s.state for s in e.apply([sbx("a")], now=5.5, listed_at=4.9)] == ["paused"]
+    (seen,) = e.apply([sbx("a")], now=5.5, listed_at=4.9)
+    assert seen.state == "paused" and not seen.confirmed  # as asked, not yet as listed
     # a later listing is the truth again, whatever it says
-    assert [s.state for s in e.apply([sbx("a")], now=6.0, listed_at=5.1)] == ["running"]
+    (seen,) = e.apply([sbx("a")], now=6.0, listed_at=5.1)
+    assert seen.state == "running" and seen.confirmed
     assert not e.states
 
 

@@ -106,6 +106,16 @@ def test_a_scale_down_is_done_only_once_its_kills_are_made() -> None:
     assert conditions(after)["Ready"] == ("True", "SandboxesReady") and after.idle
 
 
+def test_a_resumed_sandbox_is_ready_once_a_listing_shows_it_running() -> None:
+    """Ready on the resume call's word alone, status said 2/2 with a sandbox still paused."""
+    resumed = replace(sbx("b", 1), confirmed=False)  # the resume returned; no listing since
+    plan = decide(observe(spec(replicas=2), [sbx("a", 0), resumed], healthy=["a", "b"]))
+    assert plan.status.ready_replicas == 1 and plan.resume == []
+    assert conditions(plan)["Ready"] == ("False", "RolloutInProgress")
+    listed = decide(observe(spec(replicas=2), [sbx("a", 0), sbx("b", 1)], healthy=["a", "b"]))
+    assert conditions(listed)["Ready"] == ("True", "SandboxesReady")
+
+
 def test_duplicates_in_a_slot_keep_one() -> None:
     boxes = [sbx("a", 0), sbx("dup", 0), sbx("b", 1)]
     plan = decide(observe(spec(replicas=2), boxes, healthy=["a", "b"]))

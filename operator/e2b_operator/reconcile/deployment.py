@@ -461,7 +461,7 @@ def _main_failed(s: ObservedSandbox, obs: Observation) -> bool:
 
 
 def _ready(s: ObservedSandbox, obs: Observation) -> bool:
-    if s.state != "running" or _main_failed(s, obs):
+    if s.state != "running" or not s.confirmed or _main_failed(s, obs):
         return False
     health = obs.health.get(s.sandbox_id)
     if health is None:

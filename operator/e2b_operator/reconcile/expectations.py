@@ -4,7 +4,8 @@ resurrects, or reports a paused sandbox as running (or the reverse).
 A sandbox the operator created counts as present until a listing shows it, a listing that
 started after its create returned does not (it is gone: killed or crashed in between), or a
 TTL passes; one it killed counts as gone until a listing stops showing it; one it paused or
-resumed has that state until a listing started after the call, or the TTL.
+resumed has that state until a listing started after the call, or the TTL (unconfirmed
+meanwhile: a resumed sandbox is not ready before a listing shows it running).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Expectations:
             if (listed_at is not None and listed_at > since) or now - since > TTL_SECONDS:
                 del self.states[sid]
         present = [
-            replace(s, state=self.states[s.sandbox_id][0]) if s.sandbox_id in self.states else s
+            replace(s, state=self.states[s.sandbox_id][0], confirmed=False)
+            if s.sandbox_id in self.states and self.states[s.sandbox_id][0] != s.state
+            else s
             for s in listed
             if s.sandbox_id not in self.deleted
         ]

@@ -27,6 +27,8 @@ class ObservedSandbox:
     metadata: dict[str, str] = field(default_factory=dict)
     started_at: datetime | None = None
     end_at: datetime | None = None
+    confirmed: bool = True
+    """False while its state is the one a pause or resume returned, not yet listed so."""
 
     @property
     def index(self) -> int:
