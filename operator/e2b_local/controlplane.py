@@ -273,11 +273,16 @@ class ControlPlane:
             try:
                 cursor = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
                 ts, sid = cursor.split("__")[:2]
+                key = (datetime.fromisoformat(ts), sid)
             except (ValueError, UnicodeDecodeError) as e:
                 raise ApiError(400, "invalid nextToken") from e
-            keys = [(s.started_at.isoformat(), s.sandbox_id) for s in items]
-            idx = keys.index((ts, sid)) + 1 if (ts, sid) in keys else 0
-            items = items[idx:]
+            # What follows the cursor in this order, as E2B's keyset pages: a sandbox gone
+            # since the last page (the cursor's own too) moves nothing (this restarted from
+            # the first page when the cursor's sandbox was gone: every sandbox twice).
+            if order == "asc":
+                items = [s for s in items if (s.started_at, s.sandbox_id) > key]
+            else:
+                items = [s for s in items if (s.started_at, s.sandbox_id) < key]
         page, rest = items[:limit], items[limit:]
         headers = {"X-Total-Running": str(self.rt.running_count(team_of(request)))}
         if rest:

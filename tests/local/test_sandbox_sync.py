@@ -181,6 +181,24 @@ def test_idempotency_key_sent_again_while_the_first_create_starts(local: LocalSe
             s.kill()
 
 
+def test_pages_go_on_after_the_cursor_when_its_sandbox_is_gone(local: LocalServer) -> None:
+    """Keyset pages, as E2B's: killing the last sandbox of a page moves nothing (the next
+    page restarted from the first, listing sandboxes twice)."""
+    meta = {"suite": "sync-pages"}
+    made = [Sandbox.create(metadata=meta, **local.kw) for _ in range(3)]
+    try:
+        pages = Sandbox.list(query=SandboxQuery(metadata=meta), limit=1, **local.kw)
+        seen = [s.sandbox_id for s in pages.next_items()]
+        seen += [s.sandbox_id for s in pages.next_items()]
+        Sandbox.kill(seen[-1], **local.kw)  # the cursor's sandbox
+        while pages.has_next:
+            seen += [s.sandbox_id for s in pages.next_items()]
+        assert sorted(seen) == sorted(s.sandbox_id for s in made), seen
+    finally:
+        for s in made:
+            s.kill()
+
+
 def test_expiry_kills_or_pauses(local: LocalServer) -> None:
     dying = Sandbox.create(timeout=1, **local.kw)
     pausing = Sandbox.create(timeout=1, lifecycle={"on_timeout": "pause"}, **local.kw)
