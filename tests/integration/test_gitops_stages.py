@@ -49,8 +49,12 @@ def gate(tmp_path: Path) -> Iterator[tuple[NetnsTarget, str]]:
 
 
 def _wait_for_gate(addr: str) -> str:
+    """A build step that waits for ``addr``; unique to this run (a no-op nonce), since
+    e2b-local's shared build cache served an identical template built by an earlier run at
+    once, so the Building stage passed unseen."""
     probe = f"import socket; socket.create_connection(('{addr}', 80), 1).close()"
-    return f'for i in $(seq 600); do python3 -c "{probe}" 2>/dev/null && break; sleep 0.5; done'
+    wait = f'for i in $(seq 600); do python3 -c "{probe}" 2>/dev/null && break; sleep 0.5; done'
+    return f"{wait}; : {secrets.token_hex(8)}"
 
 
 def _create(kube: LocalCluster, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
