@@ -327,6 +327,7 @@ class Runtime:
             if not sbx.runtime.freeze(True):
                 raise ApiError(503, "pausing needs the cgroup freezer, which this host lacks")
             sbx.state = "paused"
+            log.info("sandbox %s paused", sandbox_id)
 
     async def connect(
         self, sandbox_id: str, team: str, timeout: int | None
@@ -342,6 +343,7 @@ class Runtime:
                 sbx.runtime.freeze(False)
                 sbx.state = "running"
                 resumed = True
+                log.info("sandbox %s resumed", sandbox_id)
             t = timeout or DEFAULT_TIMEOUT_S
             new_end = now() + timedelta(seconds=t)
             if resumed or new_end > sbx.end_at:

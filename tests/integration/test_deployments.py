@@ -151,7 +151,14 @@ def test_pause_and_resume(kube, namespace, e2b, app, operator) -> None:
         lambda: {s.state.value for s in owned(e2b, obj)} == {"running"},
         30,
         "both running",
-        operator.tail,
+        lambda: operator.tail() + "\ne2b-local:\n" + pause_log(e2b, ids),
+    )
+
+
+def pause_log(e2b, ids: set[str]) -> str:
+    """e2b-local's log lines on these sandboxes (each pause and resume is one)."""
+    return "\n".join(
+        line for line in e2b.log.read_text().splitlines() if any(i in line for i in ids)
     )
 
 
