@@ -349,6 +349,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_busy_seconds() -> tuple[float, float]:
+    """(CPU seconds all cores spent busy, CPU seconds they had) since boot."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def cpu_shares(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the stack's processes, the bench's own and the host's."""
+    assert stack.operator is not None and stack.e2b is not None and stack.cluster.state
+    pids = {"operator": stack.operator.pid, "e2b-local": stack.e2b.pid}
+    pids |= {n: p for n, p in stack.cluster.state.pids.items() if n in ("kube-apiserver", "etcd")}
+    shares = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    shares["bench"] = sum(os.times()[:2])
+    shares["host busy"], shares["host had"] = host_busy_seconds()
+    return shares
+
+
 def leftovers(workdir: Path) -> tuple[list[str], list[int]]:
     """Mounts and processes that still refer to the workdir."""
     mounts = [
@@ -627,10 +646,23 @@ class Bench:
                 await self.create(deployment_manifest(name, 1, checks=None))
                 created[name] = time.perf_counter()
 
+        metrics = Metrics(self.stack.cluster)
+        writes = await metrics.writes()
+        cpu0 = cpu_shares(self.stack)
         t0, wall0, ended = time.perf_counter(), time.time(), Counter(self.tracker.ended)
         await asyncio.gather(*(create(n) for n in names))
         ready = await self.tracker.until(names, ready_with(1), t0, timeout=900)
         took = max(ready.values()) - t0
+        cpu = {k: v - cpu0[k] for k, v in cpu_shares(self.stack).items()}
+        writes = Metrics.delta(writes, await metrics.writes())
+        self.results.notes.append(f"API writes until all were Ready: {Metrics.detail(writes)}")
+        named = sum(v for k, v in cpu.items() if not k.startswith("host"))
+        self.results.notes.append(
+            f"CPU seconds while {len(names)} deployments became Ready: the host's cores were "
+            f"busy {cpu['host busy']:.0f} of {cpu['host had']:.0f}; "
+            + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if not k.startswith("host"))
+            + f", the rest (sandboxes, crun, kernel) {cpu['host busy'] - named:.0f}"
+        )
         # When the operator made each Ready status, by its condition's lastTransitionTime
         # (whole seconds): the watch above may see them late, and after a watch ends the
         # listing that follows brings every change since in one burst.
@@ -767,7 +799,8 @@ class Metrics:
                 labels = dict(self.LABEL.findall(m["labels"]))
                 verb, resource = labels.get("verb", ""), labels.get("resource", "")
                 if verb in WRITE_VERBS and resource in WATCHED_RESOURCES:
-                    key = (verb, resource)
+                    sub = labels.get("subresource", "")
+                    key = (verb, f"{resource}/{sub}" if sub else resource)
                     totals[key] = totals.get(key, 0) + float(m["value"])
         return totals
 
