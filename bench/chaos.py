@@ -4,7 +4,8 @@ Each scenario scales every deployment to a new random size (1-4 sandboxes), inje
 at a random moment, ends it, and then measures:
 
 - convergence: seconds from the end of the fault until every deployment's status says done
-  (observedGeneration current, readyReplicas == replicas) and what E2B lists agrees with it
+  (observedGeneration current, readyReplicas == replicas, Ready=True: what kstatus, Argo CD
+  and Flux read as done) and what E2B lists agrees with it
   (exactly one sandbox per slot, and status.sandboxes naming exactly those);
 - orphans: sandboxes that belong to no slot (their deployment is gone or the slot is above
   replicas), duplicates: a second sandbox for one slot, lost status: deployments whose
@@ -352,6 +353,10 @@ class Stack:
                 status.get("observedGeneration") == d["metadata"]["generation"]
                 and status.get("readyReplicas") == replicas
                 and status.get("replicas") == replicas
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in status.get("conditions") or []
+                )
             )
             mine = by_uid.get(uid, [])
             counts = Counter(int(s.metadata.get(META_INDEX, "-1")) for s in mine)
