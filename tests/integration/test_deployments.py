@@ -32,6 +32,8 @@ from support import (
 def test_deploy_three_then_scale(kube, namespace, e2b, app, operator) -> None:
     apply(kube, namespace, deployment("web", app, replicas=3, config={"greeting": "hi"}))
     obj = wait_for(ready(kube, namespace, "web", 3), 90, "3 ready", operator.tail)
+    # kopf keeps its diff-base in memory (handlers/diffbase.py), not in an annotation
+    assert not any("last-handled" in a for a in obj["metadata"].get("annotations") or {})
     found = owned(e2b, obj)
     assert len(found) == 3
     assert sorted(int(s.metadata["instance-index"]) for s in found) == [0, 1, 2]

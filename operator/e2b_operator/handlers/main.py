@@ -24,6 +24,7 @@ from . import deployments, executions, leader, orphans, templates
 from .accounts import Account, Accounts
 from .context import Services, TemplateEntry, template_entry
 from .credentials import CredentialStore
+from .diffbase import MemoryDiffBase
 from .kube import Kube
 from .lister import SandboxLister
 from .logs import quiet_routine_events
@@ -42,9 +43,7 @@ keeps 10 s: cutting a build's start short would start the build again."""
 async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = MemoryDiffBase()
     settings.scanning.disabled = True
     settings.posting.level = logging.INFO
     settings.networking.request_timeout = 60
