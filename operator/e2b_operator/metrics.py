@@ -71,6 +71,12 @@ E2B_CALL_DURATION = Histogram(
     ["operation"],
     buckets=LATENCY_BUCKETS,
 )
+E2B_HEDGED = Counter(
+    "e2b_operator_e2b_hedged_requests_total",
+    "Second requests of idempotent E2B calls whose first got no answer in a few times their "
+    "typical time (the first answer wins), by adapter operation.",
+    ["operation"],
+)
 TEMPLATE_BUILD_DURATION = Histogram(
     "e2b_operator_template_build_duration_seconds",
     "E2B template builds from start to ready or failed, by result.",
@@ -113,6 +119,10 @@ def loop(kind: str) -> InprogressTracker:
 def e2b_call(operation: str, code: str, seconds: float) -> None:
     E2B_CALLS.labels(operation, code).inc()
     E2B_CALL_DURATION.labels(operation).observe(seconds)
+
+
+def e2b_hedged(operation: str) -> None:
+    E2B_HEDGED.labels(operation).inc()
 
 
 def health_check(ok: bool | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
 import shlex
@@ -14,8 +15,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from e2b import (
     AsyncSandbox,
+    AsyncSandboxPaginator,
     CommandExitException,
     NotFoundException,
+    SandboxInfo,
     SandboxQuery,
     SandboxState,
     TimeoutException,
@@ -23,7 +26,8 @@ from e2b import (
 
 from ..reconcile.observed import CommandOutcome, ObservedSandbox
 from .connection import Connection
-from .errors import BackendError, SandboxGone, calling, translated
+from .errors import BackendError, SandboxGone, calling, deadline, translated
+from .hedge import Latency, hedged
 from .pacer import Pacer
 from .ratelimit import Endpoint
 
@@ -38,10 +42,11 @@ OUTPUT_LIMIT = 64 * 1024
 KILL_TIMEOUT_SECONDS = 10.0
 """How long a cancelled run waits for its command to be killed."""
 QUICK_CALL_SECONDS = 10.0
-"""Request timeout of the control-plane calls that answer at once (list, kill, pause,
-set_timeout): one E2B does not answer fails in seconds, not after the connection's request
-timeout (30 s) that a create may need, holding a deployment's pass (or the shared listing)
-that long after an outage ended."""
+"""Deadline of the control-plane calls that answer at once (a page of the listing, kill,
+set_timeout, connecting to a running sandbox): one E2B does not answer fails in seconds,
+not after the connection's request timeout (30 s) that a pause or a resume may need. These
+calls are idempotent and hedged (hedge.py): one that hangs is sent again after about a
+second, so a lost answer costs that second, not this deadline."""
 CREATE_ATTEMPTS = 3
 """Tries of one create whose answer does not come in ``Connection.create_timeout``: each is
 sent with the same idempotency key, so a request E2B took but never answered (hung, its
@@ -81,14 +86,11 @@ class SandboxBackend:
         self.connection = connection
         self.pacer = pacer or Pacer()
         self._opts = connection.params()
-        self._quick = {
-            **self._opts,
-            "request_timeout": min(connection.request_timeout, QUICK_CALL_SECONDS),
-        }
-        self._create_opts = {
-            **self._opts,
-            "request_timeout": min(connection.request_timeout, connection.create_timeout),
-        }
+        self._quick_s = min(connection.request_timeout, QUICK_CALL_SECONDS)
+        self._create_s = min(connection.request_timeout, connection.create_timeout)
+        self._quick = {**self._opts, "request_timeout": self._quick_s}
+        self._create_opts = {**self._opts, "request_timeout": self._create_s}
+        self._latency = {op: Latency(op) for op in ("list", "kill", "set_timeout", "connect")}
         # Connected sandboxes (each holds its own envd clients), most recently used last.
         self._handles: OrderedDict[str, AsyncSandbox] = OrderedDict()
 
@@ -100,7 +102,8 @@ class SandboxBackend:
         pages = AsyncSandbox.list(query=query, limit=LIST_PAGE, **self._quick)
         found: list[ObservedSandbox] = []
         while pages.has_next:
-            for info in await pages.next_items():
+            pages, items = await self._hedged("list", functools.partial(_page, pages))
+            for info in items:
                 found.append(
                     ObservedSandbox(
                         sandbox_id=info.sandbox_id,
@@ -132,15 +135,16 @@ class SandboxBackend:
             for attempt in range(1, CREATE_ATTEMPTS + 1):
                 try:
                     with calling("SandboxBackend.create"):
-                        sbx = await AsyncSandbox.create(
-                            template=template,
-                            timeout=timeout,
-                            metadata=metadata,
-                            envs=envs,
-                            allow_internet_access=internet,
-                            idempotency_key=idempotency_key,
-                            **self._create_opts,
-                        )
+                        async with deadline(self._create_s):
+                            sbx = await AsyncSandbox.create(
+                                template=template,
+                                timeout=timeout,
+                                metadata=metadata,
+                                envs=envs,
+                                allow_internet_access=internet,
+                                idempotency_key=idempotency_key,
+                                **self._create_opts,
+                            )
                     break
                 except BackendError as exc:
                     if exc.reason != "BackendTimeout" or attempt == CREATE_ATTEMPTS:
@@ -154,26 +158,33 @@ class SandboxBackend:
     async def kill(self, sandbox_id: str) -> bool:
         """Kill a sandbox; False if it was already gone."""
         self._handles.pop(sandbox_id, None)
-        return await AsyncSandbox.kill(sandbox_id, **self._quick)
+        return await self._hedged("kill", lambda: AsyncSandbox.kill(sandbox_id, **self._quick))
 
     @paced(Endpoint.PAUSE)
     @translated
     async def pause(self, sandbox_id: str) -> bool:
-        """Pause a sandbox; False if it was already paused."""
+        """Pause a sandbox; False if it was already paused. Not hedged: E2B saves the
+        sandbox's memory meanwhile (seconds per GiB)."""
         self._handles.pop(sandbox_id, None)
-        return await AsyncSandbox.pause(sandbox_id, **self._quick)
+        async with deadline(self.connection.request_timeout):
+            return await AsyncSandbox.pause(sandbox_id, **self._opts)
 
     @paced(Endpoint.CONNECT)
     @translated
     async def resume(self, sandbox_id: str, timeout: int) -> None:
-        """Resume a paused sandbox (E2B's connect), giving it ``timeout`` seconds to live."""
-        self._keep(await AsyncSandbox.connect(sandbox_id, timeout=timeout, **self._opts))
+        """Resume a paused sandbox (E2B's connect), giving it ``timeout`` seconds to live.
+        Not hedged: E2B restores the sandbox meanwhile."""
+        async with deadline(self.connection.request_timeout):
+            sbx = await AsyncSandbox.connect(sandbox_id, timeout=timeout, **self._opts)
+        self._keep(sbx)
 
     @paced(Endpoint.CONNECT)
     @translated
     async def set_timeout(self, sandbox_id: str, timeout: int) -> None:
         """Let the sandbox live ``timeout`` seconds from now."""
-        await AsyncSandbox.set_timeout(sandbox_id, timeout, **self._quick)
+        await self._hedged(
+            "set_timeout", lambda: AsyncSandbox.set_timeout(sandbox_id, timeout, **self._quick)
+        )
 
     @translated
     async def write_files(self, sandbox_id: str, files: dict[str, str]) -> None:
@@ -249,16 +260,36 @@ class SandboxBackend:
     @paced(Endpoint.CONNECT)
     @translated
     async def _connect(self, sandbox_id: str) -> AsyncSandbox:
-        try:
-            return await AsyncSandbox.connect(sandbox_id, **self._opts)  # its envd calls too
+        try:  # the handle's envd calls use the connection's own request timeout
+            return await self._hedged(
+                "connect", lambda: AsyncSandbox.connect(sandbox_id, **self._opts)
+            )
         except NotFoundException as exc:
             raise SandboxGone(sandbox_id) from exc
+
+    async def _hedged(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent call that must answer within QUICK_CALL_SECONDS, hedged."""
+
+        async def bounded() -> T:
+            async with deadline(self._quick_s):
+                return await call()
+
+        return await hedged(bounded, self._latency[operation])
 
     def _keep(self, sbx: AsyncSandbox) -> None:
         self._handles[sbx.sandbox_id] = sbx
         self._handles.move_to_end(sbx.sandbox_id)
         while len(self._handles) > HANDLE_CACHE:
             self._handles.popitem(last=False)
+
+
+async def _page(
+    pages: AsyncSandboxPaginator,
+) -> tuple[AsyncSandboxPaginator, list[SandboxInfo]]:
+    """The next page, read with a copy of the paginator (a hedged page's two requests must
+    not share its cursor): the copy, which now points past the page, and the page."""
+    mine = copy.copy(pages)
+    return mine, await mine.next_items()
 
 
 def _cut(text: Any) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import httpx
@@ -110,13 +110,25 @@ def outcome(exc: BaseException) -> str:
                 return "cancelled"
             case e2b_exc.AuthenticationException():
                 return "401"
-            case e2b_exc.TimeoutException() | httpx.TimeoutException():
+            case e2b_exc.TimeoutException() | httpx.TimeoutException() | TimeoutError():
                 return "timeout"
             case httpx.TransportError():
                 return "unreachable"
             case e2b_exc.SandboxException() | e2b_exc.ServiceBusyException() if e.status_code:
                 return str(e.status_code)
     return "error"
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """E2B answers within ``seconds``, or the call fails with BackendTimeout. The SDK's own
+    ``request_timeout`` is no such bound: its HTTP transport allows the read and the write
+    timeouts in sum, twice the request timeout, to a request nobody answers."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise BackendError("BackendTimeout", f"E2B did not answer in {seconds:g}s") from exc
 
 
 @contextlib.contextmanager
