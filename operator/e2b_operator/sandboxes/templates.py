@@ -15,16 +15,18 @@ from e2b.template.types import BuildInfo
 from ..reconcile.observed import BuildProgress
 from ..reconcile.recipe import BuildRecipe, Step
 from .connection import Connection
-from .errors import BackendError, translated
+from .errors import BackendError, deadline, translated
 
 LOG_LINES = 200
 
 
 class TemplateBuilds:
-    """Builds E2B templates from recipes; never blocks on a build."""
+    """Builds E2B templates from recipes; never blocks on a build. Every call but the
+    upload that starts a build answers within the connection's request timeout."""
 
     def __init__(self, connection: Connection) -> None:
         self._opts = connection.params()
+        self._timeout = connection.request_timeout
 
     @translated
     async def start(self, name: str, recipe: BuildRecipe) -> BuildProgress:
@@ -44,7 +46,8 @@ class TemplateBuilds:
     async def poll(self, template_id: str, build_id: str, name: str) -> BuildProgress:
         """The build's status and the tail of its log."""
         info = BuildInfo(template_id=template_id, build_id=build_id, name=name, alias=name, tags=[])
-        got = await AsyncTemplate.get_build_status(info, logs_offset=0, **self._opts)
+        async with deadline(self._timeout):
+            got = await AsyncTemplate.get_build_status(info, logs_offset=0, **self._opts)
         logs = tuple(str(e.message) for e in (got.log_entries or [])[-LOG_LINES:])
         reason = getattr(got.reason, "message", "") if got.reason else ""
         status = str(getattr(got.status, "value", got.status))
@@ -56,7 +59,8 @@ class TemplateBuilds:
         not exist or belongs to another team (404, 403)."""
         client = get_api_client(ConnectionConfig(**self._opts))
         http = client.get_async_httpx_client()  # the status is all we need: nothing to parse
-        resp = await http.request("GET", f"/templates/{template_id}", params={"limit": 1})
+        async with deadline(self._timeout):
+            resp = await http.request("GET", f"/templates/{template_id}", params={"limit": 1})
         if resp.status_code in (403, 404):
             return False
         if resp.status_code >= 300:
@@ -69,7 +73,8 @@ class TemplateBuilds:
     async def delete(self, template_id: str) -> None:
         """Delete the E2B template; a template that is already gone is fine."""
         client = get_api_client(ConnectionConfig(**self._opts))
-        resp = await delete_templates_template_id.asyncio_detailed(template_id, client=client)
+        async with deadline(self._timeout):
+            resp = await delete_templates_template_id.asyncio_detailed(template_id, client=client)
         if resp.status_code not in (200, 202, 204, 404):
             raise BackendError(
                 "TemplateDeleteFailed", f"E2B answered {resp.status_code} deleting {template_id}"
