@@ -41,9 +41,7 @@ def servicemonitor_crd() -> Path:
 @pytest.fixture(scope="module")
 def monitoring_crds(kube: LocalCluster) -> Iterator[None]:
     """The CRD installed, and e2b-system existing (created here only if missing)."""
-    crd = kube.kubectl("apply", "--server-side", "-f", str(servicemonitor_crd()), check=False)
-    assert crd.returncode == 0, crd.stderr
-    kube.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+    kube.install_crds(servicemonitor_crd())
     created = kube.kubectl("get", "namespace", "e2b-system", check=False).returncode != 0
     if created:
         kube.kubectl("create", "namespace", "e2b-system")

@@ -120,14 +120,36 @@ class LocalCluster:
             raise error
         return proc
 
-    def install_crds(self, crd_dir: Path) -> None:
-        """Apply every CRD in ``crd_dir`` and wait until each is Established."""
-        files = sorted(crd_dir.glob("*.yaml"))
+    def install_crds(self, crds: Path) -> None:
+        """Apply the CRD file ``crds``, or every CRD in that directory, and wait until each
+        is Established. Not ``kubectl wait --for=condition``: it fails at once on a CRD whose
+        status has no conditions yet, which a CRD just created may not have."""
+        files = sorted(crds.glob("*.yaml")) if crds.is_dir() else [crds]
         if not files:
             return
         args = [x for f in files for x in ("-f", str(f))]
         self.kubectl("apply", "--server-side", "--force-conflicts", *args)
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+        state = self.state or self._load()
+        assert state is not None, "the cluster is not running"
+        processes.wait_until(
+            lambda: self._established(args),
+            pid=state.pids["kube-apiserver"],
+            name="CRDs Established",
+            log_path=self.logs / "kube-apiserver.log",
+            timeout=60,
+        )
+
+    def _established(self, args: list[str]) -> bool:
+        out = self.kubectl("get", "-o", "json", *args).stdout
+        got = json.loads(out)
+        crds = got["items"] if got.get("kind") == "List" else [got]
+        return all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (crd.get("status") or {}).get("conditions") or []
+            )
+            for crd in crds
+        )
 
     # -- internals -------------------------------------------------------------------------
 
