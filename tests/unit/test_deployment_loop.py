@@ -145,11 +145,14 @@ class Loop:
         self.state.writer = StatusWriter(self.kube, "e2bdeployments", "ns", "web")  # type: ignore[arg-type]
 
     async def step(self) -> float:
-        assert self.services.lister is not None
-        await self.services.lister.refresh()
-        wait = await deployments.reconcile(self.services, self.target, self.body, self.state)
+        wait = await self.step_without_waiting()
         await asyncio.gather(*self.state.tasks)  # the creates it started in the background
         return wait
+
+    async def step_without_waiting(self) -> float:
+        assert self.services.lister is not None
+        await self.services.lister.refresh()
+        return await deployments.reconcile(self.services, self.target, self.body, self.state)
 
     @property
     def status(self) -> dict[str, Any]:
@@ -167,6 +170,81 @@ async def test_creates_checks_and_reports_ready_in_two_passes() -> None:
     assert 29 < wait <= 30  # the next health check, one interval after the first
     lists = loop.backend.calls.count("list")
     assert lists == 2  # the shared listing only: one per refresh, none per deployment
+
+
+async def test_a_finished_create_waits_for_the_listing_and_one_status_says_ready() -> None:
+    loop = Loop(replicas=1)
+    await loop.step()
+    assert len(loop.kube.statuses) == 1  # the first status, announcing the create
+    assert not loop.state.waker._event.is_set()  # the create's end wakes nobody ...
+    assert loop.services.lister is not None
+    await loop.services.lister.refresh()
+    assert loop.state.waker._event.is_set()  # ... the listing that confirms it does
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    assert len(loop.kube.statuses) == 2  # created and Ready in one write
+    assert loop.status["readyReplicas"] == 1 and loop.status["phase"] == "Available"
+
+
+async def test_a_finished_create_wakes_the_loop_when_creates_wait_for_room() -> None:
+    loop = Loop(replicas=3)
+    loop.services.settings = replace(loop.services.settings, create_batch_max=2)
+    await loop.step()
+    assert loop.backend.calls.count("create") == 2 and loop.state.memory.creates_waiting
+    assert loop.state.waker._event.is_set()  # the freed room is filled at once
+    await loop.step()
+    assert loop.backend.calls.count("create") == 3 and not loop.state.memory.creates_waiting
+
+
+async def test_a_create_ending_during_a_listing_waits_for_the_next_one() -> None:
+    loop = Loop(replicas=1)
+    assert loop.services.lister is not None
+    lister, listing, listed = loop.services.lister, asyncio.Event(), asyncio.Event()
+    list_all = loop.backend.list
+
+    async def slow_list(metadata: dict[str, str]) -> list[ObservedSandbox]:
+        found = await list_all(metadata)  # what E2B had when asked
+        listing.set()
+        await listed.wait()
+        return found
+
+    loop.backend.list = slow_list  # type: ignore[method-assign]
+    listed.set()
+    await lister.refresh()
+    listed.clear()
+    listing.clear()
+    refresh = asyncio.create_task(lister.refresh())
+    await listing.wait()  # asked for before the create below ends
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    await asyncio.gather(*loop.state.tasks)
+    listed.set()
+    await refresh
+    assert not loop.state.waker._event.is_set()  # that listing cannot show the new sandbox
+    await lister.refresh()
+    assert loop.state.waker._event.is_set()
+
+
+async def test_a_sandbox_listed_while_its_create_sets_it_up_is_left_to_that_create() -> None:
+    loop = Loop(replicas=1)
+    assert loop.services.lister is not None
+    gate, write_files = asyncio.Event(), loop.backend.write_files
+
+    async def slow_setup(sandbox_id: str, files: dict[str, str]) -> None:
+        await gate.wait()
+        await write_files(sandbox_id, files)
+
+    loop.backend.write_files = slow_setup  # type: ignore[method-assign]
+    await loop.step_without_waiting()
+    while not loop.backend.sandboxes:
+        await asyncio.sleep(0)
+    await loop.services.lister.refresh()  # the new sandbox is listed before it is set up
+    await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
+    assert loop.backend.calls.count("run") == 0  # not checked before its main script runs
+    assert len(loop.kube.statuses) == 1  # nothing new to say: its create is still on
+    gate.set()
+    await asyncio.gather(*loop.state.tasks)
+    await loop.step()
+    assert loop.backend.calls.count("run") == 1  # the create's own first check only
+    assert len(loop.kube.statuses) == 2 and loop.status["phase"] == "Available"
 
 
 async def test_a_vanished_sandbox_wakes_the_loop_and_is_replaced() -> None:

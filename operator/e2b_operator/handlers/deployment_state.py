@@ -29,6 +29,9 @@ class LoopState:
     """Per slot: the idempotency nonce of a create that may be retried."""
     creating: set[int] = field(default_factory=set)
     """Slots whose create is in flight."""
+    setting_up: set[str] = field(default_factory=set)
+    """Sandboxes made by a create in flight, still being given their config, main script and
+    first check: passes leave them to it (their slot counts as creating)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     """The creates in flight."""
     abandon: dict[int, tuple[str, asyncio.Event]] = field(default_factory=dict)

@@ -192,7 +192,11 @@ async def observe(
         # ends while this pass checks health is in one or the other, never missing from
         # both (its slot was created again, then the extra killed as a Duplicate).
         creating = frozenset(state.creating)
-        sandboxes = state.expectations.apply(listed, time.monotonic(), services.lister.listed_at)
+        sandboxes = [
+            s
+            for s in state.expectations.apply(listed, time.monotonic(), services.lister.listed_at)
+            if s.sandbox_id not in state.setting_up
+        ]
         known = {s.sandbox_id for s in sandboxes}
         state.health = {sid: h for sid, h in state.health.items() if sid in known}
         if tspec is not None and not spec.paused:
@@ -304,9 +308,6 @@ async def _create_in_background(
     else:
         if first is not None:
             state.health[sandbox_id] = first
-        if services.lister is not None:
-            # The next listing confirms it, or shows it was lost meanwhile: look then.
-            services.lister.wake_after_next(target.uid)
         services.post(body, rd.Event("Normal", "Created", f"created sandbox {sandbox_id}"))
         failed = False
     state.memory = rd.after_create(
@@ -316,6 +317,12 @@ async def _create_in_background(
         now=datetime.now(UTC),
         cap=settings.error_backoff_max_seconds,
     )
+    if services.lister is not None and not failed:
+        # The next listing confirms it (no sandbox is Ready before), or shows it was lost
+        # meanwhile: look then, and write one status for both, not one now and one then.
+        services.lister.wake_after_next(target.uid)
+        if not state.memory.creates_waiting:
+            return
     state.waker.poke()
 
 
@@ -332,7 +339,7 @@ async def _create(
 ) -> tuple[str, Health | None]:
     """Create slot `index`'s sandbox, give it its config, start its main script and check its
     health once: (sandbox id, first health or None if unknown). The slot is in
-    state.creating until this ends."""
+    state.creating, and its new sandbox in state.setting_up, until this ends."""
     wanted_hash = obs.wanted_hashes[index]
     nonce = state.nonces.setdefault(index, secrets.token_hex(4))
     key = f"{target.uid}-{index}-{wanted_hash}-{nonce}"
@@ -353,6 +360,7 @@ async def _create(
     state.creating.add(index)
     abandon = asyncio.Event()
     state.abandon[index] = (wanted_hash, abandon)
+    sandbox_id = ""
     try:
         while True:
             # Waits its turn among the deployments, E2B's rate and cap (the pacer); after a
@@ -375,6 +383,7 @@ async def _create(
         now = datetime.now(UTC)
         record = ObservedSandbox(sandbox_id, "running", metadata, started_at=now)
         state.expectations.expect_created(record, time.monotonic())
+        state.setting_up.add(sandbox_id)
         state.nonces.pop(index, None)
         config = json.dumps(instance_config(spec, index))
         try:
@@ -398,6 +407,7 @@ async def _create(
         return sandbox_id, first
     finally:
         state.creating.discard(index)
+        state.setting_up.discard(sandbox_id)
         state.abandon.pop(index, None)
 
 

@@ -85,9 +85,12 @@ class SandboxLister:
     async def refresh(self) -> None:
         """One listing now; wakes the deployments whose sandboxes changed."""
         started = time.monotonic()
+        # Who waits for a listing asked for after their creates, not one already under way.
+        waiting, self._waiting = self._waiting, set()
         try:
             listed = await self.backend.list({META_MANAGED_BY: MANAGED_BY})
         except BackendError as exc:
+            self._waiting |= waiting
             self.failures += 1
             self.error = exc
             self._listed.set()
@@ -112,7 +115,6 @@ class SandboxLister:
         }
         self._all, self._by_uid, self._fingerprints = listed, dict(by_uid), prints
         self._listed.set()
-        waiting, self._waiting = self._waiting, set()
         if failed_before:
             log.info("listing sandboxes works again: waking every deployment")
             self.recovered()
@@ -121,9 +123,9 @@ class SandboxLister:
             self.changed(uid)
 
     def wake_after_next(self, deployment_uid: str) -> None:
-        """Wake this deployment after the next listing, changed or not (it has creates that
-        no listing confirmed yet: a sandbox lost before any listing saw it changes nothing
-        in the listing, but its absence from a newer one is news)."""
+        """Wake this deployment after the next listing asked for from now on, changed or not
+        (it has creates that no listing confirmed yet: a sandbox lost before any listing saw
+        it changes nothing in the listing, but its absence from a newer one is news)."""
         self._waiting.add(deployment_uid)
 
     def poke(self) -> None:
