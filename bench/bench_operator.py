@@ -684,6 +684,9 @@ class Bench:
             + f"; watches that ended (then listed again): {dict(self.tracker.ended - ended)}"
         )
         self.memory(len(names), 300)
+        # Idle begins after each sandbox's first regular check (30 s after its create's):
+        # that check sees the bench main script has exited, a change status reports.
+        await asyncio.sleep(max(0.0, max(ready.values()) + 31 - time.perf_counter()))
         await self.idle_writes(checks="default health interval, 30 s")
         started = time.perf_counter()
         await self.delete_all()

@@ -172,27 +172,16 @@ async def test_creates_checks_and_reports_ready_in_two_passes() -> None:
     assert lists == 2  # the shared listing only: one per refresh, none per deployment
 
 
-async def test_a_finished_create_waits_for_the_listing_and_one_status_says_ready() -> None:
+async def test_a_finished_create_wakes_the_loop_and_one_status_says_ready() -> None:
     loop = Loop(replicas=1)
     await loop.step()
     assert len(loop.kube.statuses) == 1  # the first status, announcing the create
-    assert not loop.state.waker._event.is_set()  # the create's end wakes nobody ...
-    assert loop.services.lister is not None
-    await loop.services.lister.refresh()
-    assert loop.state.waker._event.is_set()  # ... the listing that confirms it does
+    assert loop.state.waker._event.is_set()  # its end wakes the loop at once
     await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
     assert len(loop.kube.statuses) == 2  # created and Ready in one write
     assert loop.status["readyReplicas"] == 1 and loop.status["phase"] == "Available"
-
-
-async def test_a_finished_create_wakes_the_loop_when_creates_wait_for_room() -> None:
-    loop = Loop(replicas=3)
-    loop.services.settings = replace(loop.services.settings, create_batch_max=2)
-    await loop.step()
-    assert loop.backend.calls.count("create") == 2 and loop.state.memory.creates_waiting
-    assert loop.state.waker._event.is_set()  # the freed room is filled at once
-    await loop.step()
-    assert loop.backend.calls.count("create") == 3 and not loop.state.memory.creates_waiting
+    await loop.step()  # the listing that confirms it has nothing new to say
+    assert len(loop.kube.statuses) == 2
 
 
 async def test_a_create_ending_during_a_listing_waits_for_the_next_one() -> None:
@@ -216,6 +205,7 @@ async def test_a_create_ending_during_a_listing_waits_for_the_next_one() -> None
     await listing.wait()  # asked for before the create below ends
     await deployments.reconcile(loop.services, loop.target, loop.body, loop.state)
     await asyncio.gather(*loop.state.tasks)
+    loop.state.waker._event.clear()  # the loop took the create's own wake-up
     listed.set()
     await refresh
     assert not loop.state.waker._event.is_set()  # that listing cannot show the new sandbox

@@ -308,6 +308,9 @@ async def _create_in_background(
     else:
         if first is not None:
             state.health[sandbox_id] = first
+        if services.lister is not None:
+            # The next listing confirms it, or shows it was lost meanwhile: look then.
+            services.lister.wake_after_next(target.uid)
         services.post(body, rd.Event("Normal", "Created", f"created sandbox {sandbox_id}"))
         failed = False
     state.memory = rd.after_create(
@@ -317,12 +320,6 @@ async def _create_in_background(
         now=datetime.now(UTC),
         cap=settings.error_backoff_max_seconds,
     )
-    if services.lister is not None and not failed:
-        # The next listing confirms it (no sandbox is Ready before), or shows it was lost
-        # meanwhile: look then, and write one status for both, not one now and one then.
-        services.lister.wake_after_next(target.uid)
-        if not state.memory.creates_waiting:
-            return
     state.waker.poke()
 
 

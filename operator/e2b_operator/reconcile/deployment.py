@@ -62,9 +62,6 @@ class Memory:
     """Per sandbox: when its timeout was last refreshed (the listing may not show it yet)."""
     restarts: dict[int, Restarts] | None = None
     """Per slot: sandboxes replaced for failures in a row (None: read them from status)."""
-    creates_waiting: bool = False
-    """Creates wait for room in the budget: a finished create should wake the loop at once
-    (else the listing that confirms the new sandbox does, and one status write says both)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,6 @@ def decide(obs: Observation, memory: Memory | None = None) -> Plan:
         failures=failures,
         refreshed={sid: at for sid, at in memory.refreshed.items() if sid in listed},
         restarts=restarts,
-        creates_waiting=False,
     )
     if problem is not None:
         plan.create, plan.delete, plan.pause, plan.resume, plan.keepalive = [], [], [], [], []
@@ -178,7 +174,6 @@ def decide(obs: Observation, memory: Memory | None = None) -> Plan:
     else:
         retry_in = _creates_held(obs, memory)
         room = 0 if retry_in else (memory.ramp or obs.create_budget) - len(obs.creating)
-        plan.memory = replace(plan.memory, creates_waiting=len(plan.create) > room)
         plan.create = plan.create[: max(room, 0)]
         waits = [r.waiting(obs.now) for i, r in restarts.items() if i in held]
         plan.wait = 0.0 if plan.acts else min(_next_due(obs), retry_in or math.inf, *waits)
